@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 
 from wnrl.agents import dqn, wn_dqn, wn_mobn_dqn
+
 from wnrl.config import ConfigError
 from wnrl.recipe import AgentRecipe
 

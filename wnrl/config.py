@@ -18,7 +18,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -118,7 +118,7 @@ class LearnerConfig:
     target_update_period: int = 2000  # updates between target syncs (8000 env steps at 1/4)
     loss: str = "huber"  # huber | mse
     double_dqn: bool = False  # Double DQN targets (van Hasselt et al. 2016)
-    max_grad_norm: Optional[float] = 10.0  # global gradient-norm clip; null = off
+    max_grad_norm: float | None = 10.0  # global gradient-norm clip; null = off
     device: str = "auto"  # cpu | cuda | auto
 
     def __post_init__(self) -> None:
@@ -144,7 +144,7 @@ class ActorConfig:
     eps_start: float = 1.0  # epsilon at step 0
     eps_end: float = 0.01  # final epsilon (Dopamine/CleanRL; Nature used 0.1)
     eps_fraction: float = 0.1  # fraction of total env steps over which epsilon decays
-    fixed_epsilons: Optional[tuple[float, ...]] = None  # one fixed epsilon per env (Ape-X style)
+    fixed_epsilons: tuple[float, ...] | None = None  # one fixed epsilon per env (Ape-X style)
     weight_sync_period: int = 1  # learner updates between refreshes of the actor's folded copy
 
     def __post_init__(self) -> None:
@@ -188,6 +188,7 @@ class TrainConfig:
     init_batch_size: int = 256  # observations for the data-dependent init of WN agents
     eval_period: int = 250_000  # env steps between evaluations; 0 = never
     checkpoint_period: int = 100_000  # env steps between checkpoints
+    keep_checkpoints: int = 3  # newest checkpoints kept in checkpoints/
     log_period: int = 1_000  # env steps between scalar logs
     noise_period: int = 50_000  # env steps between minibatch-noise diagnostics; 0 = never
     run_name: str = ""  # default: <agent>_<game>_s<seed>_<timestamp>
@@ -206,7 +207,7 @@ class TrainConfig:
         _check(self.init_batch_size >= 2, "train.init_batch_size", ">= 2", self.init_batch_size)
         for k in ("eval_period", "noise_period"):
             _check(getattr(self, k) >= 0, f"train.{k}", ">= 0 (0 = never)", getattr(self, k))
-        for k in ("checkpoint_period", "log_period"):
+        for k in ("checkpoint_period", "log_period", "keep_checkpoints"):
             _check(getattr(self, k) > 0, f"train.{k}", "> 0", getattr(self, k))
         _check("/" not in self.run_name and self.run_name not in (".", ".."), "train.run_name",
                "a plain directory name", self.run_name)
@@ -258,8 +259,9 @@ class Config:
         fixed = self.actor.fixed_epsilons
         _check(fixed is None or len(fixed) == self.env.num_envs, "actor.fixed_epsilons",
                f"one value per env ({self.env.num_envs})", fixed)
-        _check(self.replay.capacity >= self.env.num_envs * (self.env.frame_stack + self.replay.n_step + 2),
-               "replay.capacity", "large enough for a few steps of every env", self.replay.capacity)
+        need = self.env.num_envs * (self.env.frame_stack + self.replay.n_step + 2)
+        _check(self.replay.capacity >= need, "replay.capacity",
+               f">= {need} (a few steps of every env)", self.replay.capacity)
 
 
 def _known_keys(node: Any, prefix: str = "") -> list[str]:
@@ -287,12 +289,13 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         return OmegaConf.merge(base, other)  # type: ignore[return-value]
     except ConfigKeyError as exc:
         key = getattr(exc, "full_key", None) or _one_line(exc)
-        raise ConfigError(f"unknown config key '{key}' in {source}{_did_you_mean(str(key))}") from None
+        hint = _did_you_mean(str(key))
+        raise ConfigError(f"unknown config key '{key}' in {source}{hint}") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         msg = getattr(exc, "msg", None) or _one_line(exc)
-        where = f"'{key}' " if key else ""
-        raise ConfigError(f"bad value for {where}in {source}: {_one_line(Exception(msg))}") from None
+        where = f" for '{key}'" if key else ""
+        raise ConfigError(f"bad value{where} in {source}: {_one_line(Exception(msg))}") from None
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:
@@ -350,7 +353,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     for layer, source in layers:  # checks keys and types; finds the agent name
         merged = _merge(merged, layer, source)
     agent = get_agent(str(merged.agent))
-    return build_config((OmegaConf.create(agent.defaults), f"agent '{agent.name}' defaults"), *layers)
+    defaults = (OmegaConf.create(agent.defaults), f"agent '{agent.name}' defaults")
+    return build_config(defaults, *layers)
 
 
 def to_yaml(cfg: Config) -> str:

@@ -1,0 +1,194 @@
+"""Atomic checkpoint writing and safe loading.
+
+File format: a `torch.save` file holding
+`{"format": "wnrl-checkpoint", "version": 1, "sha256": <hex>, "payload": uint8[n]}`
+where `payload` is the bytes of a second `torch.save` of the real contents
+(networks, optimizer, counters, RNG states, config, optionally the replay).
+Both levels load with `torch.load(weights_only=True)`: a file crafted to run
+code on unpickling is refused before anything runs. The checksum catches
+truncated or bit-flipped files that the zip container alone might let through.
+
+Writes go to a temporary file in the same directory, are fsynced, then
+renamed over the destination (atomic on POSIX), then the directory is
+fsynced: a crash at any moment leaves either the old checkpoint set or the
+new one, never a partial file under a checkpoint name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "wnrl-checkpoint"
+VERSION = 1
+_NAME = re.compile(r"^ckpt_(\d{12})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, foreign or incompatible (one-line message)."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt_{step:012d}.pt"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encode(obj: Any) -> Any:
+    """NumPy arrays and scalars to tensors / Python numbers (weights_only loads no NumPy)."""
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_encode(v) for v in obj)
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__ndarray__"}:
+            return obj["__ndarray__"].numpy()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_decode(v) for v in obj)
+    return obj
+
+
+def _serialize(payload: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save(path: str | os.PathLike, payload: dict[str, Any]) -> int:
+    """Atomically write `payload` (tensors, numpy-free containers, scalars) to `path`.
+
+    Returns the number of bytes written. Checks free disk space first and
+    raises CheckpointError (leaving every existing file untouched) if it is short.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = _serialize(_encode(payload))
+    outer = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sha256": hashlib.sha256(inner).hexdigest(),
+        "payload": torch.frombuffer(bytearray(inner), dtype=torch.uint8),
+    }
+    data = _serialize(outer)
+    del inner
+    free = shutil.disk_usage(path.parent).free
+    if free < len(data) + (64 << 20):
+        raise CheckpointError(
+            f"not enough disk space for checkpoint {path}: need {len(data)} bytes "
+            f"plus 64 MiB margin, {free} free"
+        )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return len(data)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and verify a checkpoint file; raise CheckpointError with a one-line reason."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"no checkpoint found in {path}")
+        path = latest
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty")
+    try:
+        outer = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch raise many classes
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains objects that are not plain data (refused for safety)"
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a wnrl checkpoint (no '{FORMAT}' header)")
+    if outer.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {outer.get('version')!r}; "
+            f"this wnrl reads version {VERSION}"
+        )
+    blob = outer.get("payload")
+    if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8:
+        raise CheckpointError(f"checkpoint {path} has no payload")
+    inner = blob.numpy().tobytes()
+    if hashlib.sha256(inner).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
+    try:
+        return _decode(torch.load(io.BytesIO(inner), map_location=map_location, weights_only=True))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path} payload: {str(exc)[:200]}") from None
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Checkpoint files in `directory`, oldest step first (temporary files excluded)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_or_ckpt_dir: str | os.PathLike) -> Path | None:
+    """Newest checkpoint in a run directory (its `checkpoints/`) or a checkpoint directory."""
+    d = Path(run_or_ckpt_dir)
+    if (d / "checkpoints").is_dir():
+        d = d / "checkpoints"
+    found = list_checkpoints(d)
+    return found[-1] if found else None
+
+
+def load_latest_valid(run_dir: str | os.PathLike, map_location: str = "cpu") -> tuple[Path, dict]:
+    """The newest checkpoint of a run that loads and verifies, skipping damaged ones."""
+    d = Path(run_dir)
+    ckpt_dir = d / "checkpoints" if (d / "checkpoints").is_dir() else d
+    errors = []
+    for p in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            return p, load(p, map_location)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+    detail = f" ({errors[0]})" if errors else ""
+    raise CheckpointError(f"no loadable checkpoint in {ckpt_dir}{detail}")
+
+
+def prune(directory: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints, and stale temporary files."""
+    directory = Path(directory)
+    for p in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        p.unlink(missing_ok=True)
+    for p in directory.glob(".ckpt_*.tmp"):
+        p.unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""Command-line entry points (`wnrl-train`, `wnrl-evaluate`; the scripts call these).
+
+Every user error (bad config key or value, unknown game, missing or
+incompatible checkpoint, existing run directory) ends with one line on
+stderr naming the problem and exit code 2, and touches no existing file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from wnrl.checkpoint import CheckpointError
+from wnrl.config import ConfigError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _guard(main: Callable[[], int]) -> int:
+    try:
+        return main()
+    except (ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    p = _Parser(prog="wnrl-train", description="Train a DQN agent (see configs/).")
+    p.add_argument("--config", help="YAML config file (configs/*.yaml)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="reuse an existing run directory (its checkpoints are kept)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. learner.lr=3e-4")
+    args = p.parse_args(argv)
+    if args.resume and args.force:
+        p.error("--resume and --force do not go together")
+
+    def run() -> int:
+        from wnrl.runner import resume_run, start_run
+
+        if args.resume:
+            return resume_run(args.resume, args.overrides)
+        if not args.config:
+            raise ConfigError("--config is required (e.g. --config configs/pong_wn_dqn.yaml)")
+        return start_run(args.config, args.overrides, force=args.force)
+
+    return _guard(run)
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    p = _Parser(prog="wnrl-evaluate", description="Score a checkpoint (whole games, raw score).")
+    p.add_argument("checkpoint", help="checkpoint file, or a run directory (latest checkpoint)")
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--epsilon", type=float, default=None, help="default: the config's (0.001)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", metavar="PATH", help="write an MP4 of one episode")
+    p.add_argument("--json", metavar="PATH", help="write the scores as JSON")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error(f"--episodes must be >= 1, got {args.episodes}")
+    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
+        p.error(f"--epsilon must be in [0, 1], got {args.epsilon}")
+
+    def run() -> int:
+        from wnrl.evaluate import evaluate_checkpoint
+
+        res = evaluate_checkpoint(args.checkpoint, args.episodes, args.epsilon, args.seed,
+                                  args.video, args.json)
+        print(res.table())
+        return 0
+
+    return _guard(run)
+
+
+def _entry(main: Callable[[Sequence[str] | None], int]) -> Callable[[], None]:
+    return lambda: sys.exit(main(None))
+
+
+train = _entry(train_main)
+evaluate = _entry(evaluate_main)

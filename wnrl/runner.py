@@ -1,0 +1,72 @@
+"""Starting and resuming a run: config, run directory, logger, trainer, signals.
+
+Everything that can be refused (config, machine limits, run directory,
+checkpoint compatibility) is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from wnrl import checkpoint as ckpt
+from wnrl.config import Config, build_config, load_config, to_yaml
+from wnrl.logger import RunLogger
+from wnrl.rundir import check_resume_dir, create_run_dir, write_text_atomic
+from wnrl.signals import StopFlag
+from wnrl.train import NonFiniteError, Trainer, build, validate_against_machine
+
+
+def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
+    return {"agent": cfg.agent, "env": cfg.env.id, "seed": cfg.seed, "lr": cfg.learner.lr,
+            "optimizer": cfg.learner.optimizer, "batch_size": cfg.learner.batch_size,
+            "gamma": cfg.learner.gamma, "n_step": cfg.replay.n_step,
+            "double_dqn": cfg.learner.double_dqn, "updates_per_step": cfg.train.updates_per_step}
+
+
+def _run(trainer: Trainer) -> int:
+    with StopFlag() as stop:
+        try:
+            return trainer.run(stop)
+        except NonFiniteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            trainer.log.close()
+
+
+def start_run(config_path: str, overrides: list[str], force: bool = False,
+              progress: bool | None = None) -> int:
+    cfg = load_config(config_path, overrides)
+    validate_against_machine(cfg)
+    parts = build(cfg)  # refuses unknown games and replays that do not fit in memory
+    run_dir = create_run_dir(cfg, force=force)
+    logger = RunLogger(run_dir, cfg.train.total_steps, progress=progress)
+    logger.text("config", "```\n" + to_yaml(cfg) + "\n```")
+    logger.hparams(_hparams(cfg), ["episode/return", "eval/return_mean"])
+    logger.message(f"run directory: {run_dir}  (tensorboard --logdir {run_dir.parent})")
+    trainer = Trainer(cfg, run_dir, parts)
+    trainer.log = logger
+    return _run(trainer)
+
+
+def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = None) -> int:
+    run_dir = check_resume_dir(run_dir_arg)
+    path, state = ckpt.load_latest_valid(run_dir)
+    saved = OmegaConf.create(state["config"])
+    cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
+    cfg = build_config((saved, f"{path}"), (cli, "command-line overrides"))
+    validate_against_machine(cfg)
+    parts = build(cfg)
+    step = int(state["env_steps"])
+    trainer = Trainer(cfg, run_dir, parts)
+    notes = trainer.restore(state, str(path))  # refuses incompatible checkpoints, writes nothing
+    if overrides:
+        write_text_atomic(Path(run_dir) / "config.yaml", to_yaml(cfg))
+    trainer.log = RunLogger(run_dir, cfg.train.total_steps, start_step=step, purge=True,
+                            progress=progress)
+    for note in [f"resumed {run_dir} from {path.name} at env step {step}", *notes]:
+        trainer.log.message(note)
+    return _run(trainer)

@@ -1,0 +1,275 @@
+"""The training loop: wires env, actor, replay and learner (DESIGN section 2).
+
+`build(cfg)` makes the parts; `Trainer` runs the synchronous loop: one vector
+env step (N env steps) by the actor, its rows into the replay, then as many
+learner updates as the replay ratio `train.updates_per_step` calls for, the
+actor's folded weights refreshed every `actor.weight_sync_period` updates.
+For a seed on CPU the run is deterministic (same seed, same losses).
+
+Checkpoints (every `train.checkpoint_period` env steps, at the end, and on
+SIGINT/SIGTERM) hold everything to continue: networks, optimizer, counters,
+RNG states, the config and, if `replay.save_in_checkpoint`, the replay. The
+env's emulator state cannot be saved, so every checkpoint *cuts* the
+episodes in progress (their last transitions bootstrap, like a time-limit
+truncation) and resets the envs from a seed derived from the step. The
+uninterrupted run does the same, which is what makes a resumed run
+identical to it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wnrl import checkpoint as ckpt
+from wnrl.actor import Actor
+from wnrl.agents import get_agent
+from wnrl.config import Config, ConfigError, to_dict
+from wnrl.envs import VecEnv, make_env
+from wnrl.learner import Learner, UpdateMetrics
+from wnrl.logger import RunLogger
+from wnrl.losses import make_loss
+from wnrl.networks import make_q_network
+from wnrl.nn import data_dependent_init
+from wnrl.recipe import AgentRecipe
+from wnrl.replay import ReplayBuffer
+from wnrl.schedules import linear_schedule
+from wnrl.signals import StopFlag
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or inf loss or Q-value: training stops without checkpointing it."""
+
+
+@dataclass
+class Parts:
+    agent: AgentRecipe
+    env: VecEnv
+    replay: ReplayBuffer
+    learner: Learner
+    actor: Actor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build(cfg: Config) -> Parts:
+    """Make the env, Q-network, replay, learner and actor a config describes."""
+    seed_everything(cfg.seed)
+    agent = get_agent(cfg.agent)
+    env = make_env(cfg.env, seed=cfg.seed, training=True)
+    net = make_q_network(env.obs_shape, env.num_actions, norm=agent.norm,
+                         dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes,
+                         channels_last=cfg.network.channels_last)
+    replay = ReplayBuffer.from_config(cfg.replay, env.obs_shape, env.obs_dtype, env.num_envs,
+                                      gamma=cfg.learner.gamma, seed=cfg.seed)
+    learner = Learner(net, cfg.learner, make_loss(cfg.learner), device=cfg.learner.device)
+    actor = Actor(env, net, cfg.actor, total_steps=cfg.train.total_steps,
+                  clip_rewards=cfg.env.clip_rewards,
+                  terminal_on_life_loss=cfg.env.terminal_on_life_loss, seed=cfg.seed,
+                  batch_stats=cfg.network.actor_batch_stats)
+    actor.set_weights(learner.weights())
+    return Parts(agent, env, replay, learner, actor)
+
+
+def network_signature(cfg: Config, parts: Parts) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into this config."""
+    return {"agent": cfg.agent, "norm": parts.agent.norm, "env": cfg.env.id,
+            "obs_shape": list(parts.env.obs_shape), "num_actions": parts.env.num_actions,
+            "dueling": cfg.network.dueling, "hidden_sizes": list(cfg.network.hidden_sizes)}
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    for key, want in current.items():
+        have = saved.get(key)
+        if have is not None and have != want:
+            raise ckpt.CheckpointError(
+                f"checkpoint {source} is incompatible: it has {key}={have!r}, "
+                f"this config has {key}={want!r}")
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, parts: Parts) -> None:
+        self.cfg, self.run_dir, self.p = cfg, run_dir, parts
+        self.log: RunLogger  # set by the runner once nothing can be refused any more
+        t = cfg.train
+        self.initialized = not parts.agent.data_dependent_init
+        self.update_base = (t.learning_starts, 0)  # (env step, update count) the ratio counts from
+        self.next_log = t.log_period
+        self.next_ckpt = t.checkpoint_period
+        self.next_eval = t.eval_period or math.inf
+        self.next_noise = t.noise_period or math.inf
+        self.last_metrics: UpdateMetrics | None = None
+
+    # ---- learning -------------------------------------------------------------------------
+    def _initialize(self) -> None:
+        """The paper's data-dependent init on a replay batch, then targets and actor follow."""
+        batch = self.p.replay.sample(self.cfg.train.init_batch_size)
+        x = torch.as_tensor(batch.obs, device=self.p.learner.device)
+        data_dependent_init(self.p.learner.online, x)
+        self.p.learner.sync_target()
+        self.p.actor.set_weights(self.p.learner.weights())
+        self.initialized = True
+        self.log.message(f"data-dependent init on {len(x)} replay observations")
+
+    def _learn(self, step: int) -> None:
+        base_step, base_updates = self.update_base
+        if step < base_step:
+            return
+        if not self.initialized:
+            self._initialize()
+        lr, cfg = self.p.learner, self.cfg
+        due = base_updates + int((step - base_step) * cfg.train.updates_per_step) + 1
+        beta = linear_schedule(step, cfg.train.total_steps, cfg.replay.priority_beta_start,
+                               cfg.replay.priority_beta_end, 1.0)
+        while lr.num_updates < due:
+            batch = self.p.replay.sample(cfg.learner.batch_size, beta=beta)
+            m = lr.update(batch)
+            if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
+                raise NonFiniteError(
+                    f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
+                    f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
+            if cfg.replay.prioritized:
+                self.p.replay.update_priorities(batch.index, m.td_abs)
+            if lr.num_updates % cfg.actor.weight_sync_period == 0:
+                self.p.actor.set_weights(lr.weights())
+            self.last_metrics = m
+
+    # ---- periodic work --------------------------------------------------------------------
+    def _periodic(self, step: int) -> None:
+        if step >= self.next_log:
+            self.next_log += self.cfg.train.log_period * max(1, (step - self.next_log)
+                                                             // self.cfg.train.log_period + 1)
+            self.log.scalar("train/epsilon", self.p.actor.epsilon, step)
+            if self.last_metrics is not None:
+                self.log.scalars("train", self.last_metrics.scalars(), step)
+            self.log.progress(step, self.p.learner.num_updates)
+        if step >= self.next_eval:
+            self.next_eval += self.cfg.train.eval_period
+            self.evaluate(step)
+        if step >= self.next_noise and self.initialized:
+            self.next_noise += self.cfg.train.noise_period
+            self.noise(step)
+        if step >= self.next_ckpt:
+            self.next_ckpt += self.cfg.train.checkpoint_period
+            self.save_checkpoint(step)
+
+    def evaluate(self, step: int) -> None:
+        from wnrl.evaluate import evaluate_network
+
+        res = evaluate_network(self.p.learner.online, self.cfg, episodes=self.cfg.eval.episodes,
+                               seed=self.cfg.seed + 10_000 + step)
+        self.log.scalars("eval", {"return_mean": res.mean, "return_median": res.median,
+                                  "return_iqm": res.iqm}, step)
+        self.log.message(f"eval at step {step}: mean {res.mean:.1f} over {len(res.returns)} ep")
+
+    def noise(self, step: int) -> None:
+        from wnrl.noise import noise_metrics
+
+        bs, dev = self.cfg.learner.batch_size, self.p.learner.device
+        probe = torch.as_tensor(self.p.replay.sample(16).obs, device=dev)
+        companions = torch.as_tensor(self.p.replay.sample(8 * bs).obs, device=dev)
+        self.log.scalars("noise", noise_metrics(self.p.learner.online, probe, companions, bs), step)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def reset_seed(self, step: int) -> int:
+        return (self.cfg.seed * 1_000_003 + step) % 2**31
+
+    def save_checkpoint(self, step: int) -> Path:
+        """Cut episodes, reset envs (see module doc), then write the checkpoint atomically."""
+        self.p.replay.add(self.p.actor.cut_episodes(self.reset_seed(step)))
+        payload = {
+            "signature": network_signature(self.cfg, self.p),
+            "config": to_dict(self.cfg),
+            "env_steps": step,
+            "initialized": self.initialized,
+            "update_base": list(self.update_base),
+            "learner": self.p.learner.state_dict(),
+            "actor": self.p.actor.state_dict(),
+            "replay": self.p.replay.state_dict() if self.cfg.replay.save_in_checkpoint else None,
+            "torch_rng": torch.get_rng_state(),
+            "saved_at": time.time(),
+        }
+        d = self.run_dir / "checkpoints"
+        path = d / ckpt.checkpoint_name(step)
+        ckpt.save(path, payload)
+        ckpt.prune(d, keep=self.cfg.train.keep_checkpoints)
+        return path
+
+    def restore(self, state: dict[str, Any], source: str) -> list[str]:
+        """Load a checkpoint's state; returns notes for the log. Writes no file."""
+        check_compatible(state.get("signature", {}), network_signature(self.cfg, self.p), source)
+        try:
+            self.p.learner.load_state_dict(state["learner"])
+            self.p.actor.load_state_dict(state["actor"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            msg = str(exc).strip().splitlines()[0][:200]
+            raise ckpt.CheckpointError(f"checkpoint {source} does not fit this agent: {msg}") \
+                from None
+        notes: list[str] = []
+        step = int(state["env_steps"])
+        self.initialized = bool(state["initialized"])
+        self.update_base = tuple(state["update_base"])
+        torch.set_rng_state(state["torch_rng"])
+        self.p.actor.reset_envs(self.reset_seed(step))
+        self.p.actor.set_weights(self.p.learner.weights())
+        if state.get("replay") is not None:
+            self.p.replay.load_state_dict(state["replay"])
+        else:
+            refill = step + self.cfg.train.learning_starts
+            self.update_base = (refill, self.p.learner.num_updates)
+            notes.append(f"replay was not saved in the checkpoint: refilling it for "
+                         f"{self.cfg.train.learning_starts} env steps before learning again "
+                         f"(until step {refill})")
+        t = self.cfg.train
+        self.next_log = (step // t.log_period + 1) * t.log_period
+        self.next_ckpt = (step // t.checkpoint_period + 1) * t.checkpoint_period
+        if t.eval_period:
+            self.next_eval = (step // t.eval_period + 1) * t.eval_period
+        if t.noise_period:
+            self.next_noise = (step // t.noise_period + 1) * t.noise_period
+        return notes
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self, stop: StopFlag) -> int:
+        """Train until total_steps or a stop signal; returns the process exit code."""
+        actor, replay, total = self.p.actor, self.p.replay, self.cfg.train.total_steps
+        step = actor.env_steps
+        while step < total and stop.requested is None:
+            transition, episodes = actor.step()
+            replay.add(transition)
+            step = actor.env_steps
+            for ep in episodes:
+                self.log.episode(ep.ret, ep.length, step)
+            self._learn(step)
+            self._periodic(step)
+        path = self.save_checkpoint(step)
+        if stop.requested is not None:
+            self.log.message(f"stopped at env step {step}; checkpoint {path}\n"
+                             f"resume with: python scripts/train.py --resume {self.run_dir}")
+            return stop.exit_code
+        if self.cfg.train.eval_period:
+            self.evaluate(step)
+        self.log.message(f"done: {step} env steps, {self.p.learner.num_updates} updates; "
+                         f"checkpoint {path}")
+        return 0
+
+
+def validate_against_machine(cfg: Config) -> None:
+    import os
+
+    cores = os.cpu_count() or 1
+    limit = max(64, 32 * cores)
+    if cfg.env.num_envs > limit:
+        raise ConfigError(f"env.num_envs={cfg.env.num_envs} is more envs than this machine can "
+                          f"run ({cores} cores): must be <= {limit}")
