@@ -19,7 +19,7 @@ class AgentRecipe:
     name: str
     norm: str  # one of NORMS, passed to wnrl.networks.make_q_network
     data_dependent_init: bool  # run wnrl.nn.data_dependent_init before learning starts
-    defaults: dict[str, Any] = field(default_factory=dict)  # config defaults, e.g. {"learner": {...}}
+    defaults: dict[str, Any] = field(default_factory=dict)  # config layer, e.g. {"learner": {}}
     summary: str = ""
 
     def __post_init__(self) -> None:
