@@ -191,6 +191,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept in checkpoints/
     log_period: int = 1_000  # env steps between scalar logs
     noise_period: int = 50_000  # env steps between minibatch-noise diagnostics; 0 = never
+    stop_return: float | None = None  # stop early once the mean raw return reaches this
+    stop_window: int = 20  # ... over this many consecutive episodes
     run_name: str = ""  # default: <agent>_<game>_s<seed>_<timestamp>
     runs_dir: str = "runs"
 
@@ -207,7 +209,7 @@ class TrainConfig:
         _check(self.init_batch_size >= 2, "train.init_batch_size", ">= 2", self.init_batch_size)
         for k in ("eval_period", "noise_period"):
             _check(getattr(self, k) >= 0, f"train.{k}", ">= 0 (0 = never)", getattr(self, k))
-        for k in ("checkpoint_period", "log_period", "keep_checkpoints"):
+        for k in ("checkpoint_period", "log_period", "keep_checkpoints", "stop_window"):
             _check(getattr(self, k) > 0, f"train.{k}", "> 0", getattr(self, k))
         _check("/" not in self.run_name and self.run_name not in (".", ".."), "train.run_name",
                "a plain directory name", self.run_name)

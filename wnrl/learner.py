@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from wnrl.config import LearnerConfig
 from wnrl.losses import LossFn, TensorBatch, make_loss
-from wnrl.nn import fold_weight_norm
+from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
 
 if TYPE_CHECKING:
     from wnrl.replay import Batch
@@ -101,6 +101,11 @@ class Learner:
         self.device = resolve_device(cfg.device if device is None else device)
         self.online = network.to(self.device).train()
         self.target = copy.deepcopy(self.online).eval().requires_grad_(False)
+        # What the loss calls as the target: `target` itself, or for a weight-normalized
+        # network its fold (the target's weights change only at syncs, so the per-forward
+        # norm is paid once per sync instead of once per update).
+        self._wn = any(is_weight_normalized(m) for m in self.online.modules())
+        self.target_net = fold_weight_norm(self.target) if self._wn else self.target
         self.loss_fn: LossFn = make_loss(cfg) if loss_fn is None else loss_fn
         self._params = [p for p in self.online.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self._params, cfg, self.device)
@@ -116,6 +121,12 @@ class Learner:
         """Copy the online network's parameters and buffers into the target; keep it in eval."""
         self.target.load_state_dict(self.online.state_dict())
         self.target.eval()
+        self._refresh_target_net()
+
+    def _refresh_target_net(self) -> None:
+        if self._wn:
+            self.target_net.load_state_dict(folded_state_dict(self.target))
+            self.target_net.eval()
 
     def _to_device(self, array: np.ndarray) -> Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array))
@@ -136,9 +147,9 @@ class Learner:
         """
         tb = self.to_tensors(batch)
         self.online.train()
-        if self.target.training:
-            self.target.eval()
-        out = self.loss_fn(self.online, self.target, tb)
+        if self.target_net.training:
+            self.target_net.eval()
+        out = self.loss_fn(self.online, self.target_net, tb)
         loss = (tb.weight.to(out.loss.dtype) * out.loss).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -159,9 +170,9 @@ class Learner:
     @torch.no_grad()
     def weights(self) -> dict[str, Tensor]:
         """The online network folded to plain layers (`fold_weight_norm`), as a CPU state
-        dict that shares no storage with the learner (the fold is a deep copy): what
+        dict that shares no storage with the learner (`folded_state_dict` copies): what
         `Actor.set_weights` loads."""
-        return {k: v.detach().cpu() for k, v in fold_weight_norm(self.online).state_dict().items()}
+        return {k: v.cpu() for k, v in folded_state_dict(self.online).items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Online and target networks, optimizer state and the update counter."""
@@ -177,5 +188,6 @@ class Learner:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.target.eval()
+        self._refresh_target_net()
         self.optimizer.load_state_dict(state["optimizer"])
         self._num_updates = int(state["num_updates"])

@@ -4,7 +4,7 @@ Scalars go to TensorBoard (torch's SummaryWriter) under groups:
 `episode/` (raw game score and length), `train/` (epsilon, TD loss, mean Q,
 gradient norm), `perf/` (env steps/s, updates/s), `eval/`, `noise/`.
 The x axis is always env steps. On resume the writer is opened with
-`purge_step` = the checkpoint's step, so points logged after the checkpoint
+`purge_step` = the checkpoint's step + 1, so points logged after the checkpoint
 by the interrupted run are hidden and curves continue without duplicates.
 
 Progress: a tqdm bar on a TTY; plain log lines otherwise.
@@ -26,7 +26,8 @@ from tqdm import tqdm
 class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0,
                  purge: bool = False, progress: bool | None = None) -> None:
-        self.writer = SummaryWriter(str(run_dir), purge_step=start_step if purge else None,
+        # a checkpoint at step S is written after everything logged at S: purge from S + 1
+        self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if purge else None,
                                     flush_secs=30)
         self.total_steps = total_steps
         self.returns: deque[float] = deque(maxlen=100)

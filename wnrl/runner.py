@@ -7,16 +7,17 @@ checkpoint compatibility) is checked before anything is written.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from wnrl import checkpoint as ckpt
-from wnrl.config import Config, build_config, load_config, to_yaml
+from wnrl.config import Config, ConfigError, build_config, load_config, to_yaml
 from wnrl.logger import RunLogger
 from wnrl.rundir import check_resume_dir, create_run_dir, write_text_atomic
 from wnrl.signals import StopFlag
-from wnrl.train import NonFiniteError, Trainer, build, validate_against_machine
+from wnrl.train import NonFiniteError, Parts, Trainer, build, validate_against_machine
 
 
 def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
@@ -24,6 +25,18 @@ def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
             "optimizer": cfg.learner.optimizer, "batch_size": cfg.learner.batch_size,
             "gamma": cfg.learner.gamma, "n_step": cfg.replay.n_step,
             "double_dqn": cfg.learner.double_dqn, "updates_per_step": cfg.train.updates_per_step}
+
+
+def _build(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Trainer]]:
+    """The parts and trainer class: single-machine, or Ape-X on Ray (`distributed.enabled`)."""
+    if not cfg.distributed.enabled:
+        return build(cfg), Trainer
+    try:
+        from wnrl.distributed.apex import build_apex
+    except ImportError as exc:
+        raise ConfigError(f"distributed.enabled=true needs Ray ({exc}): "
+                          "pip install 'wnrl[distributed]'") from None
+    return build_apex(cfg)
 
 
 def _run(trainer: Trainer) -> int:
@@ -41,13 +54,13 @@ def start_run(config_path: str, overrides: list[str], force: bool = False,
               progress: bool | None = None) -> int:
     cfg = load_config(config_path, overrides)
     validate_against_machine(cfg)
-    parts = build(cfg)  # refuses unknown games and replays that do not fit in memory
+    parts, trainer_cls = _build(cfg)  # refuses unknown games, replays too big, small clusters
     run_dir = create_run_dir(cfg, force=force)
     logger = RunLogger(run_dir, cfg.train.total_steps, progress=progress)
     logger.text("config", "```\n" + to_yaml(cfg) + "\n```")
     logger.hparams(_hparams(cfg), ["episode/return", "eval/return_mean"])
     logger.message(f"run directory: {run_dir}  (tensorboard --logdir {run_dir.parent})")
-    trainer = Trainer(cfg, run_dir, parts)
+    trainer = trainer_cls(cfg, run_dir, parts)
     trainer.log = logger
     return _run(trainer)
 
@@ -59,9 +72,9 @@ def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = N
     cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
     cfg = build_config((saved, f"{path}"), (cli, "command-line overrides"))
     validate_against_machine(cfg)
-    parts = build(cfg)
+    parts, trainer_cls = _build(cfg)
     step = int(state["env_steps"])
-    trainer = Trainer(cfg, run_dir, parts)
+    trainer = trainer_cls(cfg, run_dir, parts)
     notes = trainer.restore(state, str(path))  # refuses incompatible checkpoints, writes nothing
     if overrides:
         write_text_atomic(Path(run_dir) / "config.yaml", to_yaml(cfg))

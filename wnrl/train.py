@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import torch
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.agents import get_agent
+from wnrl.async_train import async_loop
 from wnrl.config import Config, ConfigError, to_dict
 from wnrl.envs import VecEnv, make_env
 from wnrl.learner import Learner, UpdateMetrics
@@ -110,6 +113,18 @@ class Trainer:
         self.next_eval = t.eval_period or math.inf
         self.next_noise = t.noise_period or math.inf
         self.last_metrics: UpdateMetrics | None = None
+        self.recent_returns: deque[float] = deque(maxlen=t.stop_window)
+        self.last_checkpoint: tuple[int, Path] | None = None
+
+    def record_episodes(self, episodes: list, step: int) -> None:
+        """Log finished episodes (raw score) and keep the window for `train.stop_return`."""
+        for ep in episodes:
+            self.log.episode(ep.ret, ep.length, step)
+            self.recent_returns.append(ep.ret)
+
+    def reached_stop_return(self) -> bool:
+        target, window = self.cfg.train.stop_return, self.recent_returns
+        return target is not None and len(window) == window.maxlen and np.mean(window) >= target
 
     # ---- learning -------------------------------------------------------------------------
     def _initialize(self) -> None:
@@ -122,6 +137,12 @@ class Trainer:
         self.initialized = True
         self.log.message(f"data-dependent init on {len(x)} replay observations")
 
+    def beta(self, step: int) -> float:
+        """Prioritized replay's importance-sampling exponent at `step`."""
+        r = self.cfg.replay
+        return linear_schedule(step, self.cfg.train.total_steps, r.priority_beta_start,
+                               r.priority_beta_end, 1.0)
+
     def _learn(self, step: int) -> None:
         base_step, base_updates = self.update_base
         if step < base_step:
@@ -130,20 +151,24 @@ class Trainer:
             self._initialize()
         lr, cfg = self.p.learner, self.cfg
         due = base_updates + int((step - base_step) * cfg.train.updates_per_step) + 1
-        beta = linear_schedule(step, cfg.train.total_steps, cfg.replay.priority_beta_start,
-                               cfg.replay.priority_beta_end, 1.0)
+        beta = self.beta(step)
         while lr.num_updates < due:
-            batch = self.p.replay.sample(cfg.learner.batch_size, beta=beta)
-            m = lr.update(batch)
-            if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
-                raise NonFiniteError(
-                    f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
-                    f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
-            if cfg.replay.prioritized:
-                self.p.replay.update_priorities(batch.index, m.td_abs)
-            if lr.num_updates % cfg.actor.weight_sync_period == 0:
+            if self._update_once(step, beta):
                 self.p.actor.set_weights(lr.weights())
-            self.last_metrics = m
+
+    def _update_once(self, step: int, beta: float) -> bool:
+        """One learner update on a replay batch; True when the actor's weights are due."""
+        lr, cfg = self.p.learner, self.cfg
+        batch = self.p.replay.sample(cfg.learner.batch_size, beta=beta)
+        m = lr.update(batch)
+        if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
+            raise NonFiniteError(
+                f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
+                f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
+        if cfg.replay.prioritized:
+            self.p.replay.update_priorities(batch.index, m.td_abs)
+        self.last_metrics = m
+        return lr.num_updates % cfg.actor.weight_sync_period == 0
 
     # ---- periodic work --------------------------------------------------------------------
     def _periodic(self, step: int) -> None:
@@ -176,10 +201,11 @@ class Trainer:
     def noise(self, step: int) -> None:
         from wnrl.noise import noise_metrics
 
-        bs, dev = self.cfg.learner.batch_size, self.p.learner.device
+        bs, dev, lr = self.cfg.learner.batch_size, self.p.learner.device, self.p.learner
         probe = torch.as_tensor(self.p.replay.sample(16).obs, device=dev)
         companions = torch.as_tensor(self.p.replay.sample(8 * bs).obs, device=dev)
-        self.log.scalars("noise", noise_metrics(self.p.learner.online, probe, companions, bs), step)
+        self.log.scalars("noise", noise_metrics(lr.online, probe, companions, bs, target=lr.target,
+                                                gamma=self.cfg.learner.gamma), step)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def reset_seed(self, step: int) -> int:
@@ -187,6 +213,8 @@ class Trainer:
 
     def save_checkpoint(self, step: int) -> Path:
         """Cut episodes, reset envs (see module doc), then write the checkpoint atomically."""
+        if self.last_checkpoint is not None and self.last_checkpoint[0] == step:
+            return self.last_checkpoint[1]  # already saved at this step
         self.p.replay.add(self.p.actor.cut_episodes(self.reset_seed(step)))
         payload = {
             "signature": network_signature(self.cfg, self.p),
@@ -203,6 +231,7 @@ class Trainer:
         d = self.run_dir / "checkpoints"
         path = d / ckpt.checkpoint_name(step)
         ckpt.save(path, payload)
+        self.last_checkpoint = (step, path)
         ckpt.prune(d, keep=self.cfg.train.keep_checkpoints)
         return path
 
@@ -243,17 +272,27 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> int:
         """Train until total_steps or a stop signal; returns the process exit code."""
+        step = LOOPS[self.cfg.train.mode](self, stop)
+        return self._finish(step, stop)
+
+    def sync_loop(self, stop: StopFlag) -> int:
+        """Alternate one actor step and the updates it makes due; returns the env step."""
         actor, replay, total = self.p.actor, self.p.replay, self.cfg.train.total_steps
         step = actor.env_steps
-        while step < total and stop.requested is None:
+        while step < total and stop.requested is None and not self.reached_stop_return():
             transition, episodes = actor.step()
             replay.add(transition)
             step = actor.env_steps
-            for ep in episodes:
-                self.log.episode(ep.ret, ep.length, step)
+            self.record_episodes(episodes, step)
             self._learn(step)
             self._periodic(step)
+        return step
+
+    def _finish(self, step: int, stop: StopFlag) -> int:
         path = self.save_checkpoint(step)
+        if self.reached_stop_return():
+            self.log.message(f"mean return of the last {self.cfg.train.stop_window} episodes "
+                             f"reached {self.cfg.train.stop_return}")
         if stop.requested is not None:
             self.log.message(f"stopped at env step {step}; checkpoint {path}\n"
                              f"resume with: python scripts/train.py --resume {self.run_dir}")
@@ -263,6 +302,10 @@ class Trainer:
         self.log.message(f"done: {step} env steps, {self.p.learner.num_updates} updates; "
                          f"checkpoint {path}")
         return 0
+
+
+LOOPS: dict[str, Callable[[Trainer, StopFlag], int]] = {
+    "sync": Trainer.sync_loop, "async": async_loop}  # train.mode -> loop
 
 
 def validate_against_machine(cfg: Config) -> None:

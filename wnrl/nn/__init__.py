@@ -13,6 +13,7 @@ from wnrl.nn.weight_norm import (
     WNConv2d,
     WNLinear,
     fold_weight_norm,
+    folded_state_dict,
     is_weight_normalized,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "WNLinear",
     "data_dependent_init",
     "fold_weight_norm",
+    "folded_state_dict",
     "is_weight_normalized",
 ]

@@ -1,0 +1,47 @@
+"""Speed, overhead and memory figures of wnrl (DESIGN section 6); see `wnrl.benchmark`.
+
+    python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
+        [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]
+        [--json benchmark.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from wnrl.benchmark import BenchConfig, format_table, run, save_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter runs")
+    p.add_argument("--device", help="cpu | cuda | auto")
+    p.add_argument("--game", help="Atari game (default pong)")
+    p.add_argument("--num-envs", type=int, help="envs in the vector env")
+    p.add_argument("--batch-sizes", type=int, nargs="+", help="learner batch sizes")
+    p.add_argument("--repeats", type=int, help="interleaved rounds per timing (median)")
+    p.add_argument("--env-seconds", type=float, help="seconds of raw env stepping")
+    p.add_argument("--replay-capacity", type=int, help="end-to-end and peer buffer size")
+    p.add_argument("--learning-starts", type=int, help="env steps before updates")
+    p.add_argument("--measure-steps", type=int, help="env steps timed after learning starts")
+    p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"])
+    p.add_argument("--no-peer", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument("--json", default="benchmark.json", help="where to write the results")
+    a = p.parse_args(argv)
+    names = {f.name for f in dataclasses.fields(BenchConfig)}
+    kw = {k: v for k, v in vars(a).items() if k in names and v is not None}
+    if a.batch_sizes:
+        kw["batch_sizes"] = tuple(a.batch_sizes)
+    if a.no_peer:
+        kw["peer"] = False
+    bc = BenchConfig.quick(**kw) if a.quick else BenchConfig(**kw)
+    res = run(bc)
+    print(format_table(res))
+    save_json(res, a.json)
+    print(f"results written to {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

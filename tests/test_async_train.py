@@ -1,0 +1,121 @@
+"""The async loop (`train.mode=async`): replay ratio within tolerance whichever side is
+slower, stop requests, checkpoints taken while the learner thread runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from wnrl import checkpoint as ckpt
+from wnrl.async_train import AsyncLoop, LockedReplay
+from wnrl.config import load_config
+from wnrl.logger import RunLogger
+from wnrl.train import Trainer, build
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cartpole_dqn.yaml"
+RATIO, TOL, STARTS = 0.5, 0.1, 400
+
+
+def make_trainer(tmp_path: Path, *extra: str) -> Trainer:
+    cfg = load_config(str(CONFIG), [
+        "train.mode=async", "train.total_steps=1600", f"train.learning_starts={STARTS}",
+        f"train.updates_per_step={RATIO}", f"train.async_tolerance={TOL}",
+        "train.noise_period=0", "train.checkpoint_period=100000", "learner.batch_size=16",
+        f"train.runs_dir={tmp_path}", *extra])
+    trainer = Trainer(cfg, tmp_path, build(cfg))
+    trainer.log = RunLogger(tmp_path, cfg.train.total_steps, progress=False)
+    return trainer
+
+
+class StopAfter:
+    """A StopFlag stand-in: requests a stop (SIGINT's exit code) once the actor reaches `steps`."""
+
+    exit_code = 130
+
+    def __init__(self, trainer: Trainer, steps: int) -> None:
+        self.trainer, self.steps = trainer, steps
+
+    @property
+    def requested(self) -> int | None:
+        return 2 if self.trainer.p.actor.env_steps >= self.steps else None
+
+
+def slow(obj: object, name: str, seconds: float) -> None:
+    """Make `obj.name(...)` sleep `seconds` before doing its work."""
+    fn = getattr(obj, name)
+
+    def slowed(*args: object, **kwargs: object) -> object:
+        time.sleep(seconds)
+        return fn(*args, **kwargs)
+
+    setattr(obj, name, slowed)
+
+
+@pytest.mark.parametrize("slow_side", ["learner", "actor"])
+def test_ratio_held_within_tolerance(tmp_path: Path, slow_side: str) -> None:
+    trainer = make_trainer(tmp_path)
+    if slow_side == "learner":
+        slow(trainer.p.learner, "update", 0.004)
+    else:
+        slow(trainer.p.env, "step", 0.004)
+    loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
+    step = loop.run()
+    assert step == 1600
+    n = trainer.p.actor.num_envs
+    checked = 0
+    for steps, updates in loop.history:
+        target = max(0.0, steps * RATIO)
+        assert updates <= target  # the learner never runs ahead
+        if target >= 50:  # the actor runs ahead by at most the tolerance (+ one vector step)
+            assert target - updates <= TOL * target + n * RATIO + 1
+            checked += 1
+    assert checked > 100
+    # at the natural end the learner catches up: the same number of updates as sync mode
+    assert trainer.p.learner.num_updates == int((1600 - STARTS) * RATIO)
+    assert not isinstance(trainer.p.replay, LockedReplay)  # the plain replay is put back
+
+
+def test_slow_learner_throttles_actor(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path)
+    slow(trainer.p.learner, "update", 0.004)
+    loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
+    t0 = time.perf_counter()
+    loop.run()
+    # (1600 - 400) * 0.5 = 600 updates of >= 4 ms each: the actor had to wait for them
+    assert time.perf_counter() - t0 >= 600 * 0.004 * (1 - TOL)
+
+
+def test_stop_request_checkpoints_and_resumes(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path)
+    code = trainer.run(StopAfter(trainer, 1000))
+    assert code == 130
+    path, state = ckpt.load_latest_valid(tmp_path)
+    assert 1000 <= state["env_steps"] < 1600
+    assert state["learner"]["num_updates"] == trainer.p.learner.num_updates > 0
+    resumed = make_trainer(tmp_path / "again")
+    resumed.restore(state, str(path))
+    assert resumed.p.learner.num_updates == state["learner"]["num_updates"]
+    assert resumed.run(StopAfter(resumed, 10**9)) == 0
+    assert resumed.p.actor.env_steps == 1600
+
+
+def test_periodic_checkpoints_while_learning(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, "train.checkpoint_period=500", "train.keep_checkpoints=10")
+    assert trainer.run(StopAfter(trainer, 10**9)) == 0
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert saved == [ckpt.checkpoint_name(s) for s in (500, 1000, 1500, 1600)]
+    _, state = ckpt.load_latest_valid(tmp_path)
+    assert state["learner"]["num_updates"] == int((1600 - STARTS) * RATIO)
+
+
+def test_learner_error_reaches_main_thread(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path)
+
+    def broken(batch: object) -> object:
+        raise FloatingPointError("learner failed")
+
+    trainer.p.learner.update = broken  # type: ignore[method-assign]
+    with pytest.raises(FloatingPointError, match="learner failed"):
+        AsyncLoop(trainer, StopAfter(trainer, 10**9)).run()

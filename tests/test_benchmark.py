@@ -1,0 +1,50 @@
+"""The benchmark's quick mode runs end to end and reports every measurement (not timed)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from wnrl.benchmark import BenchConfig, format_table, interleaved
+from wnrl.benchmark_peer import peer_available
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+def test_interleaved_takes_medians_per_function() -> None:
+    calls: list[str] = []
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 2, 3)
+    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+    assert calls == (["a"] * 3 + ["b"] * 3) * 3  # warm-up + 2 calls each, round-robin
+
+
+def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "bench.json"
+    tiny = ["--quick", "--learning-starts", "256", "--measure-steps", "64", "--repeats", "1",
+            "--env-seconds", "0.2", "--replay-capacity", "2000", "--num-envs", "4",
+            "--json", str(out)] + ([] if peer_available() else ["--no-peer"])
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *tiny])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert exit_info.value.code == 0
+    res = json.loads(out.read_text())
+    assert set(res["learner"]["batch32"]) == {"none", "weight", "batch", "weight+mean_only"}
+    assert res["learner"]["batch32"]["none"]["ratio"] == 1.0
+    assert res["actor"]["standard"]["ratio"] == 1.0 and res["actor"]["fold_ms"] > 0
+    assert res["replay"]["capacity"] == 1_000_000
+    assert 7056 <= res["replay"]["bytes_per_transition"] <= 7200  # 84*84 frame + 9 B of row data
+    assert res["replay"]["sample32_ms"] > 0 and res["env"]["env_steps_per_s"] > 0
+    assert res["bound"]["env_steps_per_s"] == pytest.approx(4 * res["bound"]["updates_per_s"])
+    for mode in ("sync", "async"):
+        e = res[f"e2e_{mode}"]
+        assert e["env_steps"] >= 64 and e["env_steps_per_s"] > 0
+        assert e["updates_per_env_step"] == pytest.approx(0.25, abs=0.1)
+    if peer_available():
+        assert res["peer"]["env_steps"] >= 64 and res["peer"]["wnrl_ratio"] > 0
+    table = format_table(res)
+    assert "end-to-end async" in table and "replay sample32" in table
+    assert BenchConfig.quick().measure_steps < BenchConfig().measure_steps

@@ -1,0 +1,138 @@
+"""The training loop in-process: determinism, exact resume, NaN guard, replay ratio."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from wnrl import checkpoint as ckpt
+from wnrl.config import load_config
+from wnrl.runner import resume_run, start_run
+from wnrl.train import NonFiniteError, Trainer, build
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def _overrides(tmp: Path, name: str, **extra: object) -> list[str]:
+    base = {"train.runs_dir": str(tmp), "train.run_name": name, "train.total_steps": 1600,
+            "train.learning_starts": 400, "train.checkpoint_period": 800,
+            "train.keep_checkpoints": 10, "train.log_period": 200, "train.noise_period": 0,
+            "learner.batch_size": 16, "learner.target_update_period": 50,
+            "replay.save_in_checkpoint": True, "replay.capacity": 4000}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)] if tag in ea.Tags()["scalars"] else []
+
+
+def _final_state(run: Path) -> dict:
+    return ckpt.load_latest_valid(run)[1]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for k, v in a["learner"]["online"].items():
+        assert torch.equal(v, b["learner"]["online"][k]), k
+
+
+@pytest.mark.parametrize("agent", ["dqn", "wn_dqn"])
+def test_same_seed_same_run(tmp_path: Path, agent: str) -> None:
+    cfg = str(CONFIGS / f"cartpole_{agent}.yaml")
+    for name in ("a", "b"):
+        assert start_run(cfg, _overrides(tmp_path, name), progress=False) == 0
+    _assert_same_weights(_final_state(tmp_path / "a"), _final_state(tmp_path / "b"))
+    assert _scalars(tmp_path / "a", "train/loss") == _scalars(tmp_path / "b", "train/loss")
+    assert _scalars(tmp_path / "a", "episode/return") == _scalars(tmp_path / "b", "episode/return")
+
+
+def test_resume_with_replay_is_exact(tmp_path: Path) -> None:
+    cfg = str(CONFIGS / "cartpole_wn_dqn.yaml")
+    assert start_run(cfg, _overrides(tmp_path, "full"), progress=False) == 0
+    # a copy of the run as it was at its first checkpoint (step 800), then resumed
+    part = tmp_path / "part"
+    shutil.copytree(tmp_path / "full", part)
+    for p in ckpt.list_checkpoints(part / "checkpoints"):
+        if int(p.stem.split("_")[1]) > 800:
+            p.unlink()
+    assert resume_run(str(part), [], progress=False) == 0
+    _assert_same_weights(_final_state(tmp_path / "full"), _final_state(part))
+    for tag in ("train/loss", "train/q_mean", "episode/return"):
+        full, resumed = _scalars(tmp_path / "full", tag), _scalars(part, tag)
+        assert full == resumed, tag  # same points, no duplicates after the purge
+        steps = [s for s, _ in resumed]
+        assert steps == sorted(steps)
+
+
+def test_resume_without_replay_refills_first(tmp_path: Path, capsys) -> None:
+    cfg = str(CONFIGS / "cartpole_dqn.yaml")
+    ov = _overrides(tmp_path, "r", **{"replay.save_in_checkpoint": False})
+    assert start_run(cfg, ov + ["train.total_steps=800"], progress=False) == 0
+    before = _final_state(tmp_path / "r")["learner"]["num_updates"]
+    assert resume_run(str(tmp_path / "r"), ["train.total_steps=1000"], progress=False) == 0
+    out = capsys.readouterr().out
+    assert "refilling" in out
+    after = _final_state(tmp_path / "r")
+    assert after["env_steps"] >= 1000
+    assert after["learner"]["num_updates"] == before  # 200 steps < learning_starts: no update
+
+
+def test_replay_ratio_is_held(tmp_path: Path) -> None:
+    cfg = str(CONFIGS / "cartpole_dqn.yaml")
+    ov = _overrides(tmp_path, "ratio", **{"train.updates_per_step": 0.25})
+    assert start_run(cfg, ov, progress=False) == 0
+    st = _final_state(tmp_path / "ratio")
+    expected = (st["env_steps"] - 400) * 0.25
+    assert abs(st["learner"]["num_updates"] - expected) <= 2
+
+
+def test_nan_stops_without_checkpointing_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    cfg_path = str(CONFIGS / "cartpole_dqn.yaml")
+    cfg = load_config(cfg_path, _overrides(tmp_path, "nan", **{"train.checkpoint_period": 500}))
+    from wnrl.learner import Learner
+
+    real_update = Learner.update
+
+    def poisoned(self, batch):
+        if self.num_updates == 60:  # env step ~640: after the checkpoint at 500
+            with torch.no_grad():
+                next(self.online.parameters()).fill_(float("nan"))
+        return real_update(self, batch)
+
+    monkeypatch.setattr(Learner, "update", poisoned)
+    assert start_run(cfg_path, _overrides(tmp_path, "nan", **{"train.checkpoint_period": 500}),
+                     progress=False) == 1
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "env step" in err
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "nan" / "checkpoints")]
+    assert names == [ckpt.checkpoint_name(500)]
+    state = _final_state(tmp_path / "nan")
+    assert all(torch.isfinite(v).all() for v in state["learner"]["online"].values())
+    del cfg
+
+
+def test_data_dependent_init_runs_before_learning(tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / "cartpole_wn_dqn.yaml", _overrides(tmp_path, "ddi"))
+    parts = build(cfg)
+    trainer = Trainer(cfg, tmp_path, parts)
+    from wnrl.logger import RunLogger
+
+    trainer.log = RunLogger(tmp_path, cfg.train.total_steps, progress=False)
+    while parts.actor.env_steps < cfg.train.learning_starts:
+        parts.replay.add(parts.actor.step()[0])
+    g_before = [m.g.clone() for m in parts.learner.online.modules() if hasattr(m, "g")]
+    trainer._learn(parts.actor.env_steps)
+    assert trainer.initialized
+    g_after = [m.g for m in parts.learner.online.modules() if hasattr(m, "g")]
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, g_after))
+    for k, v in parts.learner.target.state_dict().items():  # target follows the init
+        if k.endswith(".g"):
+            assert np.isfinite(v.numpy()).all()
+    trainer.log.close()

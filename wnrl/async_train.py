@@ -1,0 +1,210 @@
+"""The async training loop (`train.mode=async`): actor and learner run concurrently.
+
+The actor runs in the calling (main) thread: it steps the vector env (whose
+C++ workers release the GIL, so env stepping overlaps the learner's torch
+kernels), adds rows to the replay, logs episodes and does the periodic work
+(logs, evaluation, noise diagnostics, checkpoints) of `Trainer._periodic`. The
+learner runs in a daemon thread doing `Trainer._update_once` one update at a
+time. A `BlockingRateLimiter` keeps learner updates per env step at
+`train.updates_per_step` within `train.async_tolerance` (plus one vector step
+of slack), whichever side is slower, so results do not depend on speed:
+
+- the learner may never run ahead of `(steps - learning start) * ratio`;
+- the actor may run ahead of the learner by at most the tolerance.
+
+Shared state and who guards it:
+
+- the replay: `LockedReplay` puts `add`, `sample` and `update_priorities` under
+  one lock (sampling copies its batch out, so the update runs unlocked);
+- the actor's folded weights: the learner folds (`Learner.weights()`) in its
+  own thread and leaves the newest copy in a slot; the actor loads it before
+  its next step, so acting never sees half-written weights;
+- the learner itself (networks, optimizer, counters): the learner thread
+  holds `learn_lock` during each update; the main thread takes it for the
+  data-dependent init and for periodic work (checkpoints, evaluation), so a
+  checkpoint holds a consistent learner, replay and actor.
+
+Unlike the sync loop, async runs are not bit-for-bit deterministic: which
+batch an update samples depends on thread timing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
+
+if TYPE_CHECKING:
+    from wnrl.replay import Batch, ReplayBuffer, Transition
+    from wnrl.signals import StopFlag
+    from wnrl.train import Trainer
+
+
+class LockedReplay:
+    """A replay whose `add`, `sample` and `update_priorities` hold one lock; any other
+    attribute is the wrapped buffer's (used only while the learner is paused)."""
+
+    def __init__(self, replay: ReplayBuffer) -> None:
+        self.inner = replay
+        self.lock = threading.Lock()
+
+    def add(self, t: Transition) -> None:
+        with self.lock:
+            self.inner.add(t)
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
+        with self.lock:
+            return self.inner.sample(batch_size, beta=beta)
+
+    def update_priorities(self, index: Any, priority: Any) -> None:
+        with self.lock:
+            self.inner.update_priorities(index, priority)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class AsyncLoop:
+    """One async run of a `Trainer` (see the module doc); `run()` returns the env step.
+
+    `history` keeps (env steps since learning start, updates since it) after every
+    actor step and update, for tests and diagnostics (bounded to the last 100k).
+    """
+
+    def __init__(self, trainer: Trainer, stop: StopFlag, poll_s: float = 0.1) -> None:
+        self.t, self.stop, self.poll_s = trainer, stop, poll_s
+        cfg = trainer.cfg
+        self.base_step, self.base_updates = trainer.update_base
+        self.num_envs = trainer.p.actor.num_envs
+        rule = RateLimiter(ratio=cfg.train.updates_per_step,
+                           tolerance=cfg.train.async_tolerance,
+                           start_step=self.base_step, slack_steps=self.num_envs)
+        self.limiter = BlockingRateLimiter(
+            rule, steps=trainer.p.actor.env_steps,
+            updates=trainer.p.learner.num_updates - self.base_updates)
+        self.learn_lock = threading.Lock()
+        self._pause = threading.Event()  # the main thread wants learn_lock
+        self._weights: dict[str, Tensor] | None = None
+        self._weights_lock = threading.Lock()
+        self._error: BaseException | None = None
+        self.history: list[tuple[int, int]] = []
+
+    # ---- learner thread -----------------------------------------------------------------
+    def _learner(self) -> None:
+        lim, lr = self.limiter, self.t.p.learner
+        try:
+            while not lim.stopped:
+                if not lim.wait_to_update(timeout=self.poll_s):
+                    continue
+                while self._pause.is_set() and not lim.stopped:
+                    time.sleep(0.001)
+                with self.learn_lock:
+                    step = lim.steps
+                    if self.t._update_once(step, self.t.beta(step)):
+                        weights = lr.weights()
+                        with self._weights_lock:
+                            self._weights = weights
+                lim.updated()
+                self._record()
+        except BaseException as exc:  # re-raised in the main thread
+            self._error = exc
+            lim.stop()
+
+    def _record(self) -> None:
+        lim = self.limiter
+        self.history.append((lim.steps - self.base_step, lim.updates))
+        if len(self.history) > 200_000:
+            del self.history[:100_000]
+
+    # ---- main thread --------------------------------------------------------------------
+    def _paused(self) -> _Paused:
+        return _Paused(self)
+
+    def _load_weights(self) -> None:
+        with self._weights_lock:
+            weights, self._weights = self._weights, None
+        if weights is not None:
+            self.t.p.actor.set_weights(weights)
+
+    def _periodic_due(self, step: int) -> bool:
+        t = self.t
+        return step >= min(t.next_log, t.next_eval, t.next_noise, t.next_ckpt)
+
+    def run(self) -> int:
+        """Act until total_steps, a stop signal or a learner error; returns the env step."""
+        t, lim = self.t, self.limiter
+        parts = t.p
+        t.p = replace(parts, replay=LockedReplay(parts.replay))
+        learner = threading.Thread(target=self._learner, name="wnrl-learner", daemon=True)
+        learner.start()
+        actor, total = t.p.actor, t.cfg.train.total_steps
+        step = actor.env_steps
+        try:
+            while step < total and self.stop.requested is None and not lim.stopped:
+                if not lim.wait_to_act(self.num_envs, timeout=self.poll_s):
+                    continue
+                self._load_weights()
+                transition, episodes = actor.step()
+                t.p.replay.add(transition)
+                step = actor.env_steps
+                for ep in episodes:
+                    t.log.episode(ep.ret, ep.length, step)
+                if not t.initialized and step >= self.base_step:
+                    with self._paused():
+                        t._initialize()
+                lim.acted(self.num_envs)
+                self._record()
+                if self._periodic_due(step):
+                    with self._paused():
+                        t.log.scalar("perf/replay_ratio", self.ratio(), step)
+                        t._periodic(step)
+            if self.stop.requested is None and self._error is None:
+                self._drain()
+        finally:
+            lim.stop()
+            learner.join()
+            t.p = parts
+        if self._error is not None:
+            raise self._error
+        self._load_weights()
+        return step
+
+    def _drain(self) -> None:
+        """At the natural end, let the learner reach the updates the last step made due."""
+        lim = self.limiter
+        due = int(lim.rule.target_updates(lim.steps))
+        while lim.updates < due and self._error is None:
+            time.sleep(0.001)
+
+    def ratio(self) -> float:
+        """Updates per env step since the learning start so far (0 before it)."""
+        steps = self.limiter.steps - self.base_step
+        return self.limiter.updates / steps if steps > 0 else 0.0
+
+
+class _Paused:
+    """Context: the learner finishes its update and waits while the main thread works."""
+
+    def __init__(self, loop: AsyncLoop) -> None:
+        self.loop = loop
+
+    def __enter__(self) -> None:
+        self.loop._pause.set()
+        self.loop.learn_lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.learn_lock.release()
+        self.loop._pause.clear()
+
+
+def async_loop(trainer: Trainer, stop: StopFlag) -> int:
+    """`train.mode=async`: run `trainer` with concurrent actor and learner threads."""
+    return AsyncLoop(trainer, stop).run()

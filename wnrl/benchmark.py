@@ -1,0 +1,326 @@
+"""Speed, overhead and memory figures (DESIGN section 6), all measured in one run.
+
+    python scripts/benchmark.py [--quick] [--device cpu] [--game pong] [--json PATH]
+
+Shared machines are noisy, so every comparison is a ratio of timings taken
+interleaved in the same process (A, B, C, A, B, C, ...), each the median of
+repeats. The seven measurements:
+
+1. learner update (forward, backward, optimizer step, target forward) per norm
+   and batch size, ratio to the standard network;
+2. actor forward over N envs: folded WN, unfolded WN, standard; and the fold
+   (`Learner.weights()`) paid at every actor weight sync;
+3. replay: bytes per transition at capacity 1M (allocated), add and sample times;
+4. raw env steps/s of the Atari vector env;
+5. the learner-only bound: updates/s x env steps per update;
+6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
+7. the peer (Stable-Baselines3 DQN, `wnrl.benchmark_peer`) on the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wnrl.actor import Actor
+from wnrl.config import (ActorConfig, Config, EnvConfig, LearnerConfig, NetworkConfig,
+                         ReplayConfig, TrainConfig)
+from wnrl.learner import Learner, resolve_device
+from wnrl.networks import make_q_network
+from wnrl.nn import fold_weight_norm
+from wnrl.recipe import NORMS
+from wnrl.replay import Batch, ReplayBuffer, Transition
+
+OBS = (4, 84, 84)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and for how long (the defaults are the full run)."""
+
+    device: str = "cpu"
+    game: str = "pong"
+    num_envs: int = 8  # envs in the vector env (actor forward, env, end-to-end)
+    batch_sizes: tuple[int, ...] = (32, 64)
+    repeats: int = 7  # interleaved rounds; each figure is the median over them
+    updates_per_round: int = 10
+    env_seconds: float = 10.0  # raw env stepping time
+    replay_capacity: int = 100_000  # end-to-end and peer buffer size (transitions)
+    learning_starts: int = 5_000  # env steps before updates (end-to-end and peer)
+    measure_steps: int = 20_000  # env steps timed after learning starts
+    target_update_period: int = 1_000  # updates
+    agent: str = "wn_dqn"
+    peer: bool = True
+
+    @classmethod
+    def quick(cls, **kw: Any) -> BenchConfig:
+        """About a minute on two cores: fewer repeats, shorter runs."""
+        base = dict(repeats=3, updates_per_round=3, env_seconds=2.0, learning_starts=1_000,
+                    measure_steps=1_000, replay_capacity=20_000, batch_sizes=(32,))
+        return cls(**{**base, **kw})
+
+
+def median_time(fn: Callable[[], object], n: int) -> float:
+    """Seconds per call of `fn`, over `n` calls (after one warm-up call)."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed round-robin `repeats` times."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(median_time(fn, n))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def random_batch(rng: np.random.Generator, b: int, num_actions: int) -> Batch:
+    obs = rng.integers(0, 256, (b, *OBS), dtype=np.uint8)
+    nxt = rng.integers(0, 256, (b, *OBS), dtype=np.uint8)
+    return Batch(obs, rng.integers(0, num_actions, b).astype(np.int64),
+                 rng.standard_normal(b).astype(np.float32), np.full(b, 0.99, np.float32),
+                 nxt, np.ones(b, np.float32), np.arange(b, dtype=np.int64))
+
+
+def bench_learner(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
+    """1. ms per update for every norm and batch size; ratios to norm=none."""
+    rng, out = np.random.default_rng(0), {}
+    for b in bc.batch_sizes:
+        batch = random_batch(rng, b, num_actions)
+        cfg = LearnerConfig(optimizer="adam", batch_size=b, device=bc.device)
+        learners = {n: Learner(make_q_network(OBS, num_actions, norm=n), cfg) for n in NORMS}
+        t = interleaved({n: (lambda lr=lr: lr.update(batch)) for n, lr in learners.items()},
+                        bc.updates_per_round, bc.repeats)
+        out[f"batch{b}"] = {n: {"ms": 1e3 * t[n], "ratio": t[n] / t["none"]} for n in NORMS}
+    return out
+
+
+def bench_actor(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
+    """2. ms per actor forward over N envs, and ms per fold (one actor weight sync)."""
+    dev = resolve_device(bc.device)
+    obs = torch.as_tensor(np.random.default_rng(1).integers(
+        0, 256, (bc.num_envs, *OBS), dtype=np.uint8), device=dev)
+    wn = make_q_network(OBS, num_actions, norm="weight").to(dev).eval()
+    nets = {"standard": make_q_network(OBS, num_actions, norm="none").to(dev).eval(),
+            "folded_wn": fold_weight_norm(wn).to(dev).eval(), "unfolded_wn": wn}
+
+    def forward(net: torch.nn.Module) -> np.ndarray:
+        with torch.inference_mode():
+            return net(obs).argmax(dim=1).cpu().numpy()
+
+    n = 5 * bc.updates_per_round
+    t = interleaved({k: (lambda m=m: forward(m)) for k, m in nets.items()}, n, bc.repeats)
+    out: dict[str, Any] = {k: {"ms": 1e3 * v, "ratio": v / t["standard"]} for k, v in t.items()}
+    learner = Learner(make_q_network(OBS, num_actions, norm="weight"),
+                      LearnerConfig(device=bc.device))
+    out["fold_ms"] = 1e3 * statistics.median(
+        median_time(learner.weights, bc.updates_per_round) for _ in range(bc.repeats))
+    return out
+
+
+def bench_replay(bc: BenchConfig) -> dict[str, Any]:
+    """3. bytes per transition at capacity 1M (allocated), add per vector step, sample."""
+    n = bc.num_envs
+    replay = ReplayBuffer(1_000_000, OBS, np.uint8, n, frame_stack=4, n_step=3)
+    rng = np.random.default_rng(2)
+    obs = rng.integers(0, 256, (n, *OBS), dtype=np.uint8)
+    row = Transition(obs, np.zeros(n, np.int64), np.zeros(n, np.float32), np.zeros(n, bool),
+                     np.zeros(n, bool), np.ones(n, bool))
+    fill = 4 * bc.updates_per_round * 100
+    t0 = time.perf_counter()
+    for _ in range(fill):
+        replay.add(row)
+    out: dict[str, Any] = {"bytes_per_transition": replay.nbytes / replay.capacity,
+                           "capacity": replay.capacity,
+                           "add_us_per_vector_step": 1e6 * (time.perf_counter() - t0) / fill,
+                           "num_envs": n}
+    t = interleaved({b: (lambda b=b: replay.sample(b)) for b in bc.batch_sizes},
+                    20 * bc.updates_per_round, bc.repeats)
+    out.update({f"sample{b}_ms": 1e3 * v for b, v in t.items()})
+    return out
+
+
+def bench_env(bc: BenchConfig) -> dict[str, Any]:
+    """4. raw env steps/s (random actions) of the vector env."""
+    from wnrl.envs import make_env
+
+    env = make_env(EnvConfig(id=bc.game, num_envs=bc.num_envs), seed=0, training=True)
+    env.reset(seed=0)
+    rng, steps = np.random.default_rng(3), 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < bc.env_seconds:
+        env.step(rng.integers(0, env.num_actions, bc.num_envs))
+        steps += bc.num_envs
+    rate = steps / (time.perf_counter() - t0)
+    env.close()
+    return {"env_steps_per_s": rate, "num_envs": bc.num_envs}
+
+
+def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
+    """DQN defaults (batch 32, one update per 4 env steps) with a fixed small epsilon."""
+    return Config(
+        agent=bc.agent, seed=0,
+        env=EnvConfig(id=bc.game, num_envs=bc.num_envs),
+        network=NetworkConfig(),
+        replay=ReplayConfig(capacity=bc.replay_capacity),
+        learner=LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
+                              target_update_period=bc.target_update_period),
+        actor=ActorConfig(eps_start=0.01, eps_end=0.01),
+        train=TrainConfig(total_steps=bc.learning_starts + bc.measure_steps + 10 * bc.num_envs,
+                          learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
+                          eval_period=0, noise_period=0, checkpoint_period=10**9,
+                          log_period=10**9, runs_dir=runs_dir))
+
+
+class _StopAt:
+    """A `StopFlag` stand-in that asks a loop to stop once the actor reaches `steps`."""
+
+    exit_code = 0
+
+    def __init__(self, actor: Actor, steps: int) -> None:
+        self.actor, self.steps = actor, steps
+
+    @property
+    def requested(self) -> int | None:
+        return 1 if self.actor.env_steps >= self.steps else None
+
+
+class _NullLog:
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *a, **k: None
+
+
+def bench_end_to_end(bc: BenchConfig, mode: str) -> dict[str, Any]:
+    """6. env steps/s over `measure_steps` env steps after learning starts (and the init)."""
+    from wnrl.train import LOOPS, Trainer, build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = e2e_config(bc, mode, tmp)
+        trainer = Trainer(cfg, Path(tmp), build(cfg))
+        trainer.log = _NullLog()  # type: ignore[assignment]
+        actor, loop = trainer.p.actor, LOOPS[mode]
+        loop(trainer, _StopAt(actor, bc.learning_starts + 4 * bc.num_envs))  # incl. first update
+        s0, u0, t0 = actor.env_steps, trainer.p.learner.num_updates, time.perf_counter()
+        loop(trainer, _StopAt(actor, s0 + bc.measure_steps))
+        dt = time.perf_counter() - t0
+        steps, updates = actor.env_steps - s0, trainer.p.learner.num_updates - u0
+        trainer.p.env.close()
+    # the actor may run ahead of the ratio by the async tolerance: count only the env
+    # steps the updates done cover, so both modes are compared at the same replay ratio
+    covered = min(steps, updates / cfg.train.updates_per_step)
+    return {"env_steps_per_s": covered / dt, "raw_env_steps_per_s": steps / dt,
+            "updates_per_env_step": updates / steps, "env_steps": steps, "seconds": dt}
+
+
+def bench_bound(bc: BenchConfig, num_actions: int = 6) -> float:
+    """5. learner-only env steps/s: updates/s of the agent's network at batch 32 x 4."""
+    from wnrl.agents import get_agent
+
+    learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
+                      LearnerConfig(optimizer="adam", batch_size=32, device=bc.device))
+    batch = random_batch(np.random.default_rng(4), 32, num_actions)
+    t = interleaved({"u": lambda: learner.update(batch)}, bc.updates_per_round, bc.repeats)
+    return 4.0 / t["u"]
+
+
+def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """All seven measurements; returns the JSON-ready results."""
+    res: dict[str, Any] = {"config": dataclasses.asdict(bc), "machine": machine_info(bc)}
+    for name, fn in [("learner", bench_learner), ("actor", bench_actor),
+                     ("replay", bench_replay), ("env", bench_env)]:
+        log(f"measuring {name} ...")
+        res[name] = fn(bc)
+    # the bound is measured right before and after each end-to-end run (the load drifts)
+    bounds = [bench_bound(bc)]
+    for mode in ("sync", "async"):
+        log(f"measuring end-to-end {mode} ...")
+        e2e = bench_end_to_end(bc, mode)
+        bounds.append(bench_bound(bc))
+        e2e["bound_env_steps_per_s"] = (bounds[-2] + bounds[-1]) / 2
+        e2e["ratio_to_bound"] = e2e["env_steps_per_s"] / e2e["bound_env_steps_per_s"]
+        res[f"e2e_{mode}"] = e2e
+    res["bound"] = {"agent": bc.agent, "env_steps_per_s": statistics.median(bounds),
+                    "updates_per_s": statistics.median(bounds) / 4, "runs": bounds}
+    if bc.peer:
+        from wnrl.benchmark_peer import bench_peer
+
+        log("measuring the peer (Stable-Baselines3 DQN) ...")
+        res["peer"] = bench_peer(bc)
+        if res["peer"].get("env_steps_per_s"):
+            best = max(res["e2e_sync"]["env_steps_per_s"], res["e2e_async"]["env_steps_per_s"])
+            res["peer"]["wnrl_ratio"] = best / res["peer"]["env_steps_per_s"]
+    return res
+
+
+def machine_info(bc: BenchConfig) -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    dev = resolve_device(bc.device)
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu}
+
+
+def save_json(res: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(res, indent=2, default=float) + "\n")
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """The results as a Markdown table with the DESIGN section 6 target beside each ratio."""
+    rows = [("measurement", "value", "ratio", "target")]
+    for bkey, per in res["learner"].items():
+        for n, v in per.items():
+            tgt = {"weight": "<= 1.05", "batch": "(paper: ~1.16)"}.get(n, "")
+            rows.append((f"update {bkey}, norm={n}", f"{v['ms']:.2f} ms", f"{v['ratio']:.3f}",
+                         tgt))
+    a = res["actor"]
+    for k in ("standard", "folded_wn", "unfolded_wn"):
+        rows.append((f"actor forward {res['config']['num_envs']} envs, {k}",
+                     f"{a[k]['ms']:.2f} ms", f"{a[k]['ratio']:.3f}",
+                     "<= 1.02" if k == "folded_wn" else ""))
+    rows.append(("fold per actor weight sync", f"{a['fold_ms']:.2f} ms", "", ""))
+    r = res["replay"]
+    rows.append(("replay bytes/transition (1M)", f"{r['bytes_per_transition']:.0f} B", "",
+                 "<= 7200"))
+    rows.append((f"replay add ({r['num_envs']} rows)", f"{r['add_us_per_vector_step']:.1f} us",
+                 "", ""))
+    for k in (k for k in r if k.startswith("sample")):
+        rows.append((f"replay {k[:-3]}", f"{r[k]:.3f} ms", "", "< 0.3" if "32" in k else ""))
+    rows.append(("env steps/s (raw, random actions)", f"{res['env']['env_steps_per_s']:.0f}",
+                 "", ""))
+    b = res["bound"]
+    rows.append((f"learner-only bound ({b['agent']}, batch 32)",
+                 f"{b['env_steps_per_s']:.0f} steps/s", "", ""))
+    for mode in ("sync", "async"):
+        e = res[f"e2e_{mode}"]
+        rows.append((f"end-to-end {mode}", f"{e['env_steps_per_s']:.0f} steps/s",
+                     f"{e['ratio_to_bound']:.3f} of bound", ">= 0.90"))
+    p = res.get("peer")
+    if p and "env_steps_per_s" in p:
+        rows.append((f"peer SB3 {p['version']} DQN", f"{p['env_steps_per_s']:.0f} steps/s",
+                     f"wnrl {p['wnrl_ratio']:.2f}x", ">= 3"))
+    elif p:
+        rows.append(("peer", p.get("skipped", "?"), "", ""))
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|---|---|---|---|")
+    m = res["machine"]
+    return "\n".join(lines) + (f"\n\nCPU: {m['cpu']} ({m['cores']} cores), torch {m['torch']} "
+                               f"({m['torch_threads']} threads), device {m['device']}"
+                               + (f" ({m['gpu']})" if m["gpu"] else ""))

@@ -1,0 +1,209 @@
+"""The Ape-X loop (Horgan et al. 2018) on Ray core: many actors, replay shards, one learner.
+
+    workers (Ray actors, 1 CPU each, fixed eps_i) --chunks--> replay shards (0 CPU)
+    shards --prefetched batches--> learner (this process; GPU if it has one)
+    learner --priorities--> shards;  learner --folded weights, every K updates--> workers
+
+`build_apex(cfg)` connects to Ray, checks the cluster and makes the parts;
+`ApexTrainer` is `wnrl.train.Trainer` with a different `run`: checkpoints,
+restore, data-dependent init, evaluation and logging are the Trainer's own, so the
+run directory, TensorBoard tags and checkpoint payload are those of single-machine
+training (`scripts/evaluate.py` reads them unchanged). Extra tags:
+`actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`.
+
+Backpressure: each worker has at most `distributed.max_chunks_in_flight` chunks
+requested and not yet stored, and `wnrl.rate_limiter.RateLimiter` (the async mode's
+rule, with `train.async_tolerance`) gates both sides on the env steps stored, so
+the replay ratio `train.updates_per_step` holds whatever the number of actors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from wnrl.agents import get_agent
+from wnrl.config import Config, ConfigError
+from wnrl.distributed import cluster
+from wnrl.distributed.pool import ActorPool, DistributedError, ShardedReplay
+from wnrl.distributed.shard import ReplayShard
+from wnrl.distributed.workers import ActorWorker
+from wnrl.envs import make_env
+from wnrl.learner import Learner
+from wnrl.losses import make_loss
+from wnrl.networks import make_q_network
+from wnrl.rate_limiter import RateLimiter
+from wnrl.schedules import linear_schedule
+from wnrl.signals import StopFlag
+from wnrl.train import NonFiniteError, Parts, Trainer, seed_everything
+
+MAX_UPDATES_PER_POLL = 8  # learner updates between two looks at the workers' chunks
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the driver needs of an actor worker's vector env (it runs none itself)."""
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    num_actions: int
+    num_envs: int
+
+
+def _env_spec(cfg: Config) -> EnvSpec:
+    probe = make_env(replace(cfg.env, num_threads=1), seed=cfg.seed, training=True, num_envs=1)
+    spec = EnvSpec(probe.obs_shape, probe.obs_dtype, probe.num_actions, cfg.env.num_envs)
+    probe.close()
+    stack = spec.obs_shape[0] if len(spec.obs_shape) > 1 else 1
+    need = cfg.distributed.num_actors * spec.num_envs * (stack + cfg.replay.n_step + 2)
+    if cfg.replay.capacity < need:
+        raise ConfigError(f"replay.capacity={cfg.replay.capacity} is too small for "
+                          f"{cfg.distributed.num_actors} actor workers of {spec.num_envs} envs: "
+                          f"must be >= {need}")
+    return spec
+
+
+def build_apex(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], ApexTrainer]]:
+    """Connect to Ray, check resources, start shards and workers; (parts, trainer class)."""
+    seed_everything(cfg.seed)
+    agent = get_agent(cfg.agent)
+    spec = _env_spec(cfg)
+    net = make_q_network(spec.obs_shape, spec.num_actions, norm=agent.norm,
+                         dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes,
+                         channels_last=cfg.network.channels_last)
+    owned = cluster.connect(cfg)
+    try:
+        cluster.check_resources(cfg)
+        learner = Learner(net, cfg.learner, make_loss(cfg.learner), device=cfg.learner.device)
+        d = cfg.distributed
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        shard_cls = ray.remote(ReplayShard).options(num_cpus=0, max_restarts=0,
+                                                    scheduling_strategy=here)
+        shards = [shard_cls.remote(cfg, spec.obs_shape, spec.obs_dtype, spec.num_envs,
+                                   list(range(j, d.num_actors, d.num_replay_shards)),
+                                   d.num_actors, cfg.seed + j)
+                  for j in range(min(d.num_replay_shards, d.num_actors))]
+        worker_cls = ray.remote(ActorWorker).options(
+            num_cpus=1, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")
+        pool = ActorPool(cfg, worker_cls, shards, spec.num_envs)
+        pool.owns_ray = owned
+        pool.set_weights(learner.weights())
+    except BaseException:
+        cluster.shutdown(owned)
+        raise
+    replay = ShardedReplay(shards, d.call_timeout_s)
+    return Parts(agent, spec, replay, learner, pool), ApexTrainer  # type: ignore[arg-type]
+
+
+class ApexTrainer(Trainer):
+    """`Trainer` whose loop drives the Ray workers and shards (see module doc)."""
+
+    pool: ActorPool
+    replay: ShardedReplay
+
+    def __init__(self, cfg: Config, run_dir: Path, parts: Parts) -> None:
+        super().__init__(cfg, run_dir, parts)
+        self.pool, self.replay = parts.actor, parts.replay  # type: ignore[assignment]
+        self._rate_mark: tuple[float, list[int]] = (time.perf_counter(), [])
+
+    def run(self, stop: StopFlag) -> int:
+        """Train until total_steps or a stop signal; returns the process exit code."""
+        try:
+            return self._loop(stop)
+        except (DistributedError, RayError) as exc:
+            self.log.message(f"error: distributed training stopped: {_one_line(exc)}")
+            return 1
+        finally:
+            self.pool.shutdown()
+            cluster.shutdown(getattr(self.pool, "owns_ray", False))
+
+    def _limiter(self) -> RateLimiter:
+        return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,
+                           start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps)
+
+    def _loop(self, stop: StopFlag) -> int:
+        pool, cfg = self.pool, self.cfg
+        limiter, base_updates = self._limiter(), self.update_base[1]
+        self._rate_mark = (time.perf_counter(), [w.env_steps for w in pool.workers])
+        step = pool.env_steps
+        while step < cfg.train.total_steps and stop.requested is None:
+            updates = self.p.learner.num_updates - base_updates
+            pool.refill(lambda n, u=updates: limiter.can_act(
+                pool.env_steps + pool.steps_in_flight, u, n))
+            may_learn = limiter.can_update(step, updates)
+            for rep in pool.poll(0.0 if may_learn else cfg.distributed.call_timeout_s):
+                for ret, length in rep["episodes"]:
+                    self.log.episode(ret, length, pool.env_steps)
+                    self.log.scalar(f"actors/{rep['worker']}/episode_return", ret,
+                                    pool.env_steps)
+            step = pool.env_steps
+            if may_learn:
+                self._learn_some(step, limiter, base_updates)
+            if step >= self.next_log:
+                self._log_actor_rates(step)
+            self._periodic(step)
+        path = self.save_checkpoint(step)
+        if stop.requested is not None:
+            self.log.message(f"stopped at env step {step}; checkpoint {path}\n"
+                             f"resume with: python scripts/train.py --resume {self.run_dir}")
+            return stop.exit_code
+        if cfg.train.eval_period:
+            self.evaluate(step)
+        per_worker = ", ".join(str(w.env_steps) for w in pool.workers)
+        restarts = sum(w.restarts for w in pool.workers)
+        self.log.message(f"done: {step} env steps ({per_worker} per worker, {restarts} worker "
+                         f"restarts), {self.p.learner.num_updates} updates; checkpoint {path}")
+        return 0
+
+    def _learn_some(self, step: int, limiter: RateLimiter, base_updates: int) -> None:
+        """Up to MAX_UPDATES_PER_POLL updates the replay ratio allows at `step`."""
+        if not self.initialized:
+            self._initialize()
+        lr, cfg = self.p.learner, self.cfg
+        beta = linear_schedule(step, cfg.train.total_steps, cfg.replay.priority_beta_start,
+                               cfg.replay.priority_beta_end, 1.0)
+        for _ in range(MAX_UPDATES_PER_POLL):
+            if not limiter.can_update(step, lr.num_updates - base_updates):
+                break
+            shard, batch = self.replay.next_batch(cfg.learner.batch_size, beta)
+            m = lr.update(batch)
+            if not (np.isfinite(m.loss) and np.isfinite(m.q_mean)):
+                raise NonFiniteError(
+                    f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
+                    f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
+            if cfg.replay.prioritized:
+                self.replay.update_priorities_on(shard, batch.index, m.td_abs)
+            if lr.num_updates % cfg.actor.weight_sync_period == 0:
+                self.pool.set_weights(lr.weights())
+            self.last_metrics = m
+
+    def _log_actor_rates(self, step: int) -> None:
+        now, steps = time.perf_counter(), [w.env_steps for w in self.pool.workers]
+        t0, before = self._rate_mark
+        dt = max(now - t0, 1e-9)
+        for i, (a, b) in enumerate(zip(steps, before or [0] * len(steps))):
+            self.log.scalar(f"actors/{i}/env_steps_per_s", (a - b) / dt, step)
+        self._rate_mark = (now, steps)
+
+    def worker_report(self) -> list[dict[str, Any]]:
+        """Per worker: epsilon, env steps stored, episodes, restarts, node (for tests/notes)."""
+        return [{"epsilon": w.epsilon, "env_steps": w.env_steps, "episodes": w.episodes,
+                 "restarts": w.restarts, "node_id": w.node_id} for w in self.pool.workers]
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Ray error in one line: the remote exception's type and message, not its traceback."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        where = str(exc).split("(", 1)[0].replace("ray::", "").strip()
+        return f"{where}: {type(cause).__name__}: {_one_line(cause)}"
+    text = str(exc).strip()
+    return text.splitlines()[-1][:300] if text else type(exc).__name__
