@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
-from wnrl.benchmark import BenchConfig, format_table, run, save_json
+from wnrl.benchmark import BenchConfig, check_device, format_table, run, save_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_peer:
         kw["peer"] = False
     bc = BenchConfig.quick(**kw) if a.quick else BenchConfig(**kw)
+    if problem := check_device(bc.device):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     res = run(bc)
     print(format_table(res))
     save_json(res, a.json)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from wnrl.benchmark import BenchConfig, format_table, interleaved
 from wnrl.benchmark_peer import peer_available
@@ -48,3 +50,31 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
     table = format_table(res)
     assert "end-to-end async" in table and "replay sample32" in table
     assert BenchConfig.quick().measure_steps < BenchConfig().measure_steps
+
+
+@pytest.mark.parametrize("device", ["cuda", "tpu", "auto", "cpu"])
+def test_device_choice(device: str) -> None:
+    from wnrl.benchmark import check_device
+
+    problem = check_device(device)
+    if device == "cpu" or (device in ("cuda", "auto") and torch.cuda.is_available()):
+        assert problem is None
+    elif device == "auto":
+        assert problem is None  # auto falls back to the CPU
+    else:
+        assert problem is not None and device in problem and "\n" not in problem
+
+
+def test_learners_and_actor_nets_live_on_the_chosen_device() -> None:
+    from wnrl.benchmark import e2e_config
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = e2e_config(BenchConfig.quick(device=dev), "async", "/tmp")
+    assert cfg.learner.device == dev and cfg.train.mode == "async"
+    assert cfg.learner.batch_size == 32 and cfg.train.updates_per_step == 0.25
+    from wnrl.train import build
+
+    parts = build(dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, capacity=1000)))
+    assert {p.device.type for p in parts.learner.online.parameters()} == {dev}
+    assert {p.device.type for p in parts.learner.target_net.parameters()} == {dev}
+    parts.env.close()

@@ -146,7 +146,8 @@ def test_two_workers_feed_the_learner_and_write_a_normal_run(local_ray, tmp_path
 
 
 def test_killed_worker_is_restarted_and_training_continues(local_ray, tmp_path):
-    cfg = _cfg(tmp_path, "train.total_steps=2400", "distributed.num_actors=1")
+    cfg = _cfg(tmp_path, "train.total_steps=2400", "distributed.num_actors=1",
+               "replay.prioritized=true")
     trainer = _trainer(cfg)
     w = trainer.pool.workers[0]
     killed_at: list[int] = []

@@ -17,8 +17,9 @@ Shared state and who guards it:
 - the replay: `LockedReplay` puts `add`, `sample` and `update_priorities` under
   one lock (sampling copies its batch out, so the update runs unlocked);
 - the actor's folded weights: the learner folds (`Learner.weights()`) in its
-  own thread and leaves the newest copy in a slot; the actor loads it before
-  its next step, so acting never sees half-written weights;
+  own thread and leaves the copy in a slot; the actor loads it before its next
+  step, so acting never sees half-written weights. While the slot is still
+  full, a due sync waits for the next update (no fold the actor would skip);
 - the learner itself (networks, optimizer, counters): the learner thread
   holds `learn_lock` during each update; the main thread takes it for the
   data-dependent init and for periodic work (checkpoints, evaluation), so a
@@ -100,6 +101,7 @@ class AsyncLoop:
     # ---- learner thread -----------------------------------------------------------------
     def _learner(self) -> None:
         lim, lr = self.limiter, self.t.p.learner
+        due = False  # a weight sync is due but the actor still holds the previous copy
         try:
             while not lim.stopped:
                 if not lim.wait_to_update(timeout=self.poll_s):
@@ -108,8 +110,9 @@ class AsyncLoop:
                     time.sleep(0.001)
                 with self.learn_lock:
                     step = lim.steps
-                    if self.t._update_once(step, self.t.beta(step)):
-                        weights = lr.weights()
+                    due = self.t._update_once(step, self.t.beta(step)) or due
+                    if due and self._weights is None:  # else the actor has not taken the last
+                        weights, due = lr.weights(), False
                         with self._weights_lock:
                             self._weights = weights
                 lim.updated()

@@ -33,8 +33,15 @@ import numpy as np
 import torch
 
 from wnrl.actor import Actor
-from wnrl.config import (ActorConfig, Config, EnvConfig, LearnerConfig, NetworkConfig,
-                         ReplayConfig, TrainConfig)
+from wnrl.config import (
+    ActorConfig,
+    Config,
+    EnvConfig,
+    LearnerConfig,
+    NetworkConfig,
+    ReplayConfig,
+    TrainConfig,
+)
 from wnrl.learner import Learner, resolve_device
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
@@ -57,7 +64,7 @@ class BenchConfig:
     env_seconds: float = 10.0  # raw env stepping time
     replay_capacity: int = 100_000  # end-to-end and peer buffer size (transitions)
     learning_starts: int = 5_000  # env steps before updates (end-to-end and peer)
-    measure_steps: int = 20_000  # env steps timed after learning starts
+    measure_steps: int = 10_000  # env steps timed after learning starts
     target_update_period: int = 1_000  # updates
     agent: str = "wn_dqn"
     peer: bool = True
@@ -70,8 +77,22 @@ class BenchConfig:
         return cls(**{**base, **kw})
 
 
+def check_device(device: str) -> str | None:
+    """Why `device` cannot be benchmarked here (one line), or None if it can."""
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as exc:
+        return f"--device {device!r} is invalid: {str(exc).splitlines()[0]}"
+    if dev.type not in ("cpu", "cuda"):
+        return f"--device {device!r} is invalid: must be cpu, cuda or auto"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {device!r} is invalid: no CUDA device is available (use cpu)"
+    return None
+
+
 def median_time(fn: Callable[[], object], n: int) -> float:
-    """Seconds per call of `fn`, over `n` calls (after one warm-up call)."""
+    """Seconds per call of `fn`, over `n` calls (after one warm-up call). Every function
+    timed here ends with a device-to-host copy, so CUDA work is finished when it returns."""
     fn()
     t0 = time.perf_counter()
     for _ in range(n):
@@ -103,7 +124,7 @@ def bench_learner(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
         batch = random_batch(rng, b, num_actions)
         cfg = LearnerConfig(optimizer="adam", batch_size=b, device=bc.device)
         learners = {n: Learner(make_q_network(OBS, num_actions, norm=n), cfg) for n in NORMS}
-        t = interleaved({n: (lambda lr=lr: lr.update(batch)) for n, lr in learners.items()},
+        t = interleaved({n: (lambda lr=lr, b=batch: lr.update(b)) for n, lr in learners.items()},
                         bc.updates_per_round, bc.repeats)
         out[f"batch{b}"] = {n: {"ms": 1e3 * t[n], "ratio": t[n] / t["none"]} for n in NORMS}
     return out
@@ -267,9 +288,10 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
 
 def machine_info(bc: BenchConfig) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").exists() else platform.processor()
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    cpu = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")),
+               platform.processor())
     dev = resolve_device(bc.device)
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
     import os

@@ -30,6 +30,7 @@ import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from wnrl.actor import Episode
 from wnrl.agents import get_agent
 from wnrl.config import Config, ConfigError
 from wnrl.distributed import cluster
@@ -41,9 +42,8 @@ from wnrl.learner import Learner
 from wnrl.losses import make_loss
 from wnrl.networks import make_q_network
 from wnrl.rate_limiter import RateLimiter
-from wnrl.schedules import linear_schedule
 from wnrl.signals import StopFlag
-from wnrl.train import NonFiniteError, Parts, Trainer, seed_everything
+from wnrl.train import Parts, Trainer, seed_everything
 
 MAX_UPDATES_PER_POLL = 8  # learner updates between two looks at the workers' chunks
 
@@ -99,7 +99,7 @@ def build_apex(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Apex
     except BaseException:
         cluster.shutdown(owned)
         raise
-    replay = ShardedReplay(shards, d.call_timeout_s)
+    replay = ShardedReplay(shards, d.call_timeout_s, cfg.learner.batch_size)
     return Parts(agent, spec, replay, learner, pool), ApexTrainer  # type: ignore[arg-type]
 
 
@@ -134,56 +134,39 @@ class ApexTrainer(Trainer):
         limiter, base_updates = self._limiter(), self.update_base[1]
         self._rate_mark = (time.perf_counter(), [w.env_steps for w in pool.workers])
         step = pool.env_steps
-        while step < cfg.train.total_steps and stop.requested is None:
+        while (step < cfg.train.total_steps and stop.requested is None
+               and not self.reached_stop_return()):
             updates = self.p.learner.num_updates - base_updates
             pool.refill(lambda n, u=updates: limiter.can_act(
                 pool.env_steps + pool.steps_in_flight, u, n))
             may_learn = limiter.can_update(step, updates)
             for rep in pool.poll(0.0 if may_learn else cfg.distributed.call_timeout_s):
-                for ret, length in rep["episodes"]:
-                    self.log.episode(ret, length, pool.env_steps)
-                    self.log.scalar(f"actors/{rep['worker']}/episode_return", ret,
-                                    pool.env_steps)
+                i = rep["worker"]
+                self.record_episodes([Episode(r, n, i) for r, n in rep["episodes"]],
+                                     pool.env_steps)
+                for ret, _ in rep["episodes"]:
+                    self.log.scalar(f"actors/{i}/episode_return", ret, pool.env_steps)
             step = pool.env_steps
             if may_learn:
                 self._learn_some(step, limiter, base_updates)
             if step >= self.next_log:
                 self._log_actor_rates(step)
             self._periodic(step)
-        path = self.save_checkpoint(step)
-        if stop.requested is not None:
-            self.log.message(f"stopped at env step {step}; checkpoint {path}\n"
-                             f"resume with: python scripts/train.py --resume {self.run_dir}")
-            return stop.exit_code
-        if cfg.train.eval_period:
-            self.evaluate(step)
         per_worker = ", ".join(str(w.env_steps) for w in pool.workers)
         restarts = sum(w.restarts for w in pool.workers)
-        self.log.message(f"done: {step} env steps ({per_worker} per worker, {restarts} worker "
-                         f"restarts), {self.p.learner.num_updates} updates; checkpoint {path}")
-        return 0
+        self.log.message(f"actor workers: {per_worker} env steps, {restarts} restarts")
+        return self._finish(step, stop)
 
     def _learn_some(self, step: int, limiter: RateLimiter, base_updates: int) -> None:
         """Up to MAX_UPDATES_PER_POLL updates the replay ratio allows at `step`."""
         if not self.initialized:
             self._initialize()
-        lr, cfg = self.p.learner, self.cfg
-        beta = linear_schedule(step, cfg.train.total_steps, cfg.replay.priority_beta_start,
-                               cfg.replay.priority_beta_end, 1.0)
+        beta = self.beta(step)
         for _ in range(MAX_UPDATES_PER_POLL):
-            if not limiter.can_update(step, lr.num_updates - base_updates):
+            if not limiter.can_update(step, self.p.learner.num_updates - base_updates):
                 break
-            shard, batch = self.replay.next_batch(cfg.learner.batch_size, beta)
-            m = lr.update(batch)
-            if not (np.isfinite(m.loss) and np.isfinite(m.q_mean)):
-                raise NonFiniteError(
-                    f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
-                    f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
-            if cfg.replay.prioritized:
-                self.replay.update_priorities_on(shard, batch.index, m.td_abs)
-            if lr.num_updates % cfg.actor.weight_sync_period == 0:
-                self.pool.set_weights(lr.weights())
-            self.last_metrics = m
+            if self._update_once(step, beta):  # Trainer's: sample, update, priorities
+                self.pool.set_weights(self.p.learner.weights())
 
     def _log_actor_rates(self, step: int) -> None:
         now, steps = time.perf_counter(), [w.env_steps for w in self.pool.workers]

@@ -12,6 +12,7 @@ train command must run on a GPU node).
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 import torch
@@ -29,13 +30,34 @@ def connect(cfg: Config) -> bool:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      log_to_driver=True, configure_logging=False)
         else:
+            _probe(address)
             ray.init(address=address, log_to_driver=True, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # Ray raises several classes (connection, auth, value)
         raise ConfigError(f"distributed.address={cfg.distributed.address!r}: cannot connect to "
-                          f"a Ray cluster ({msg}); start one with `ray start --head`, or leave "
-                          "the address empty to start Ray on this machine") from None
+                          f"a Ray cluster ({_first_line(exc)}); start one with `ray start "
+                          "--head`, or leave the address empty to start Ray on this machine") \
+            from None
     return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast if nothing listens at the cluster's address (ray.init would retry for
+    minutes). "auto" is resolved as Ray does: RAY_ADDRESS, then the last `ray start`."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    resolved = canonicalize_bootstrap_address(address)
+    if resolved is None:
+        raise ConnectionError("no running Ray cluster found")
+    host, port = resolved.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {resolved}: {exc.strerror or exc}") from None
 
 
 def check_resources(cfg: Config) -> None:

@@ -188,10 +188,12 @@ class ActorPool:
 class ShardedReplay:
     """The replay interface over `S` shard actors; the learner's batches are prefetched."""
 
-    def __init__(self, shards: list[Any], timeout: float, prefetch: int = 2) -> None:
+    def __init__(self, shards: list[Any], timeout: float, batch_size: int,
+                 prefetch: int = 2) -> None:
         self.shards, self.timeout, self.prefetch = shards, timeout, prefetch
+        self.batch_size = batch_size  # the learner's: these batches are prefetched
         self._queue: collections.deque = collections.deque()  # (shard, ref)
-        self._next = 0
+        self._next, self._last_shard = 0, 0
         self._priority_refs: collections.deque = collections.deque()
 
     def _ask(self, batch_size: int, beta: float) -> None:
@@ -199,30 +201,30 @@ class ShardedReplay:
         self._next += 1
         self._queue.append((j, self.shards[j].sample.remote(batch_size, beta)))
 
-    def next_batch(self, batch_size: int, beta: float) -> tuple[int, Batch]:
-        """(shard, batch) from the prefetch queue; keeps `prefetch` requests in flight."""
+    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
+        """A batch from the shards, round robin. Batches of the learner's size come from a
+        queue that keeps `prefetch` requests in flight (sampled with a slightly older beta);
+        `update_priorities` goes to the shard of the last batch."""
         for _ in range(4 * len(self.shards) + 4):
-            while len(self._queue) < self.prefetch:
-                self._ask(batch_size, beta)
-            j, ref = self._queue.popleft()
+            if batch_size == self.batch_size:
+                while len(self._queue) < self.prefetch:
+                    self._ask(batch_size, beta)
+                j, ref = self._queue.popleft()
+            else:  # init and diagnostics: other sizes, not prefetched
+                j = self._next % len(self.shards)
+                self._next += 1
+                ref = self.shards[j].sample.remote(batch_size, beta)
             batch = get(ref, self.timeout, f"replay shard {j} (sample)")
             if batch is not None and len(batch.index):
-                return j, writable(batch)
-        raise DistributedError("the replay shards hold no sampleable transitions")
-
-    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
-        """A batch from the next shard that has data (blocking; for init and diagnostics)."""
-        for k in range(len(self.shards)):
-            j = (self._next + k) % len(self.shards)
-            batch = get(self.shards[j].sample.remote(batch_size, beta), self.timeout,
-                        f"replay shard {j} (sample)")
-            if batch is not None:
+                self._last_shard = j
                 return writable(batch)
         raise DistributedError("the replay shards hold no sampleable transitions")
 
-    def update_priorities_on(self, shard: int, index: np.ndarray, priority: np.ndarray) -> None:
-        """Send priorities to a shard without waiting (at most 2 per shard in flight)."""
-        self._priority_refs.append(self.shards[shard].update_priorities.remote(index, priority))
+    def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
+        """Priorities for the last batch, sent to its shard without waiting (at most two
+        requests per shard in flight)."""
+        ref = self.shards[self._last_shard].update_priorities.remote(index, priority)
+        self._priority_refs.append(ref)
         while len(self._priority_refs) > 2 * len(self.shards):
             get(self._priority_refs.popleft(), self.timeout, "replay shard (priorities)")
 
