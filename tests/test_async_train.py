@@ -119,3 +119,9 @@ def test_learner_error_reaches_main_thread(tmp_path: Path) -> None:
     trainer.p.learner.update = broken  # type: ignore[method-assign]
     with pytest.raises(FloatingPointError, match="learner failed"):
         AsyncLoop(trainer, StopAfter(trainer, 10**9)).run()
+
+
+def test_stop_return_ends_the_run(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, "train.stop_return=-1000", "train.stop_window=1")
+    assert trainer.run(StopAfter(trainer, 10**9)) == 0
+    assert trainer.p.actor.env_steps < 1600 and len(trainer.recent_returns) == 1

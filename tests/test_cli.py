@@ -99,6 +99,16 @@ def test_missing_config_and_existing_run_dir(tmp_path: Path) -> None:
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
+def test_force_reuses_a_run_dir_without_deleting_checkpoints(tmp_path: Path) -> None:
+    args = _cartpole(tmp_path, "f", "train.total_steps=400", "train.learning_starts=200")
+    assert _run("train.py", *args).returncode == 0
+    old = {p.name: p.read_bytes() for p in (tmp_path / "f" / "checkpoints").iterdir()}
+    assert _run("train.py", *args, "--force", "seed=1").returncode == 0
+    (aside,) = (tmp_path / "f").glob("previous-*")
+    assert {p.name: p.read_bytes() for p in (aside / "checkpoints").iterdir()} == old
+    assert ckpt.list_checkpoints(tmp_path / "f" / "checkpoints")
+
+
 def test_bad_checkpoints_for_evaluate(tmp_path: Path) -> None:
     _one_line_error(_run("evaluate.py", str(tmp_path / "nope.pt")), "not found")
     garbage = tmp_path / "garbage.pt"

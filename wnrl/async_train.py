@@ -142,7 +142,8 @@ class AsyncLoop:
         return step >= min(t.next_log, t.next_eval, t.next_noise, t.next_ckpt)
 
     def run(self) -> int:
-        """Act until total_steps, a stop signal or a learner error; returns the env step."""
+        """Act until total_steps, `train.stop_return`, a stop signal or a learner error;
+        returns the env step."""
         t, lim = self.t, self.limiter
         parts = t.p
         t.p = replace(parts, replay=LockedReplay(parts.replay))
@@ -151,15 +152,15 @@ class AsyncLoop:
         actor, total = t.p.actor, t.cfg.train.total_steps
         step = actor.env_steps
         try:
-            while step < total and self.stop.requested is None and not lim.stopped:
+            while (step < total and self.stop.requested is None and not lim.stopped
+                   and not t.reached_stop_return()):
                 if not lim.wait_to_act(self.num_envs, timeout=self.poll_s):
                     continue
                 self._load_weights()
                 transition, episodes = actor.step()
                 t.p.replay.add(transition)
                 step = actor.env_steps
-                for ep in episodes:
-                    t.log.episode(ep.ret, ep.length, step)
+                t.record_episodes(episodes, step)
                 if not t.initialized and step >= self.base_step:
                     with self._paused():
                         t._initialize()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -294,8 +295,6 @@ def machine_info(bc: BenchConfig) -> dict[str, Any]:
                platform.processor())
     dev = resolve_device(bc.device)
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
-    import os
-
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu}
 

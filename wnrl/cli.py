@@ -40,7 +40,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--force", action="store_true",
                    help="reuse an existing run directory (its checkpoints are kept)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. learner.lr=3e-4")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # options may come after key=value overrides
     if args.resume and args.force:
         p.error("--resume and --force do not go together")
 

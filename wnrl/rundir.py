@@ -30,7 +30,9 @@ def create_run_dir(cfg: Config, force: bool = False) -> Path:
     """Make a new run directory and write its config.yaml.
 
     An existing directory is refused unless `force`; `force` reuses it but
-    never deletes its checkpoints (they stay, and new ones are added beside them).
+    never deletes anything: what was there (checkpoints, events, config) moves
+    into `previous-<time>/` inside it, so the new run's curves and checkpoints
+    do not mix with the old ones.
     """
     run_dir = Path(cfg.train.runs_dir) / (cfg.train.run_name or default_run_name(cfg))
     if run_dir.exists() and not force:
@@ -39,11 +41,27 @@ def create_run_dir(cfg: Config, force: bool = False) -> Path:
             "another train.run_name, or --force to reuse it (checkpoints are kept)"
         )
     try:
+        if run_dir.exists():
+            _set_aside(run_dir)
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
     write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     return run_dir
+
+
+def _set_aside(run_dir: Path) -> None:
+    old = [p for p in run_dir.iterdir() if not p.name.startswith("previous-")]
+    if not old:
+        return
+    dest = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 0
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+    dest.mkdir()
+    for p in old:
+        os.replace(p, dest / p.name)
 
 
 def check_resume_dir(run_dir: str | os.PathLike) -> Path:

@@ -123,7 +123,7 @@ class ApexTrainer(Trainer):
             return 1
         finally:
             self.pool.shutdown()
-            cluster.shutdown(getattr(self.pool, "owns_ray", False))
+            cluster.shutdown(self.pool.owns_ray)
 
     def _limiter(self) -> RateLimiter:
         return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,
