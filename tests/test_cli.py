@@ -45,7 +45,8 @@ def _one_line_error(res: subprocess.CompletedProcess, *fragments: str) -> None:
 
 def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
     res = _run("train.py", "--config", str(ROOT / "configs" / "pong_wn_dqn.yaml"),
-               f"train.runs_dir={tmp_path}", "train.run_name=pong", "env.num_envs=2", "env.max_episode_frames=2000",
+               f"train.runs_dir={tmp_path}", "train.run_name=pong", "env.num_envs=2",
+               "env.max_episode_frames=2000",
                "train.total_steps=2400", "train.learning_starts=1600", "replay.capacity=3000",
                "learner.batch_size=8", "train.checkpoint_period=1200", "train.eval_period=0",
                "train.noise_period=2000", "train.log_period=400",
