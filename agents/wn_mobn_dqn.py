@@ -5,7 +5,7 @@ the minibatch mean is subtracted in training (no division by the std, so far
 less minibatch noise than full batch norm) and the running mean at test time.
 Acting and the target network use the running mean (eval mode), so a
 state's Q-value at act time does not depend on the other envs. Hyperparameters
-follow the weight-norm recipe.
+live in the YAML configs (`atari_wn_mobn_dqn.yaml`: modern defaults).
 """
 
 from wnrl.recipe import AgentRecipe
