@@ -126,6 +126,7 @@ def test_incompatible_resume_is_refused_and_run_untouched(tmp_path: Path) -> Non
     _one_line_error(_run("train.py", "--resume", str(run), "env.id=Acrobot-v1"), "incompatible")
     _one_line_error(_run("train.py", "--resume", str(run), "agent=wn_dqn"), "incompatible")
     _one_line_error(_run("train.py", "--resume", str(tmp_path / "nowhere")), "not found")
+    _one_line_error(_run("evaluate.py", str(run), "--video", str(tmp_path / "v.mp4")), "--video")
     after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert before == after
 

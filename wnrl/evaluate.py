@@ -23,7 +23,7 @@ from torch import nn
 
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
-from wnrl.config import ActorConfig, Config, from_dict
+from wnrl.config import ActorConfig, Config, ConfigError, from_dict
 from wnrl.envs import human_normalized, make_env
 
 
@@ -146,6 +146,9 @@ def evaluate_checkpoint(path: str | Path, episodes: int = 30, epsilon: float | N
                         seed: int = 0, video: str | None = None,
                         json_path: str | None = None) -> EvalResult:
     cfg, net, state = load_policy(path)
+    if video and len(state["signature"]["obs_shape"]) != 3:
+        raise ConfigError(f"--video needs an Atari checkpoint (image observations); {path} "
+                          f"was trained on {cfg.env.id}")
     res = evaluate_network(net, cfg, episodes, epsilon, seed=seed, video_path=video)
     if json_path:
         out = res.summary() | {"checkpoint": str(path), "env_steps": state.get("env_steps"),
