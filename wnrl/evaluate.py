@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import trim_mean
 from torch import nn
 
@@ -25,6 +24,7 @@ from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError, from_dict
 from wnrl.envs import human_normalized, make_env
+from wnrl.nn import folded_state_dict
 
 
 @dataclass
@@ -79,7 +79,7 @@ def evaluate_network(net: nn.Module, cfg: Config, episodes: int, epsilon: float 
     quota = [episodes // n + (i < episodes % n) for i in range(n)]
     actor = Actor(env, net, ActorConfig(fixed_epsilons=(eps,) * n), total_steps=1,
                   clip_rewards=False, terminal_on_life_loss=False, seed=seed)
-    actor.set_weights(_folded_state(net))
+    actor.set_weights({k: v.cpu() for k, v in folded_state_dict(net).items()})
     got: list[list[tuple[float, int]]] = [[] for _ in range(n)]
     frames: list[np.ndarray] = []
     recording = video_path is not None
@@ -98,12 +98,6 @@ def evaluate_network(net: nn.Module, cfg: Config, episodes: int, epsilon: float 
         env.close()
     flat = [e for g in got for e in g]
     return EvalResult([float(r) for r, _ in flat], [int(n) for _, n in flat], cfg.env.id)
-
-
-def _folded_state(net: nn.Module) -> dict[str, torch.Tensor]:
-    from wnrl.nn import fold_weight_norm
-
-    return {k: v.detach().cpu() for k, v in fold_weight_norm(net).state_dict().items()}
 
 
 def _write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None:
