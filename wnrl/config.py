@@ -189,6 +189,11 @@ class TrainConfig:
     eval_period: int = 250_000  # env steps between evaluations; 0 = never
     checkpoint_period: int = 100_000  # env steps between checkpoints
     keep_checkpoints: int = 3  # newest checkpoints kept in checkpoints/
+    # Checkpoints leave the games in progress alone (a resume starts new games, since the
+    # emulator state cannot be saved). True: every checkpoint cuts them and resets the envs,
+    # so a resumed run is bit-identical to an uninterrupted one, at the price of training
+    # curves that never show a game longer than checkpoint_period / num_envs agent steps.
+    exact_resume: bool = False
     log_period: int = 1_000  # env steps between scalar logs
     noise_period: int = 50_000  # env steps between minibatch-noise diagnostics; 0 = never
     stop_return: float | None = None  # stop early once the mean raw return reaches this

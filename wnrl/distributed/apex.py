@@ -125,6 +125,11 @@ class ApexTrainer(Trainer):
             self.pool.shutdown()
             cluster.shutdown(self.pool.owns_ray)
 
+    def open_streams(self) -> None:
+        """Nothing to save: a resumed run's fresh workers close their saved streams in the
+        shards themselves (a new incarnation ends the old one's episodes)."""
+        return None
+
     def _limiter(self) -> RateLimiter:
         return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,
                            start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps)
