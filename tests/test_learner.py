@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from wnrl.config import LearnerConfig
-from wnrl.learner import Learner, UpdateMetrics, resolve_device
+from wnrl.accel import resolve_device
+from wnrl.learner import Learner, UpdateMetrics
 from wnrl.losses import make_loss
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm

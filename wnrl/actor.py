@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from wnrl.config import ActorConfig
-from wnrl.learner import resolve_device
+from wnrl.accel import resolve_device
 from wnrl.nn import fold_weight_norm
 from wnrl.replay import Transition
 from wnrl.schedules import linear_epsilon

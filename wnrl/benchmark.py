@@ -43,7 +43,8 @@ from wnrl.config import (
     ReplayConfig,
     TrainConfig,
 )
-from wnrl.learner import Learner, resolve_device
+from wnrl.accel import resolve_device
+from wnrl.learner import Learner
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
 from wnrl.recipe import NORMS

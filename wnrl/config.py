@@ -120,8 +120,19 @@ class LearnerConfig:
     double_dqn: bool = False  # Double DQN targets (van Hasselt et al. 2016)
     max_grad_norm: float | None = 10.0  # global gradient-norm clip; null = off
     device: str = "auto"  # cpu | cuda | auto
+    # torch.compile of the update (forward, loss, backward, optimizer step): auto = where a
+    # compiler works (else eager, with a log line) | true | false. Measured on a 2-core CPU:
+    # docs/results/learner_modes.md.
+    compile: str = "auto"
+    # bf16 autocast of the network forwards (weights, optimizer state, loss and the WN norm
+    # stay fp32): auto = bf16 where the hardware runs it natively (wnrl.accel) | bf16 | fp32.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        for key in ("compile", "precision"):  # YAML `true` arrives as "True"
+            object.__setattr__(self, key, str(getattr(self, key)).lower())
+        _one_of("learner.compile", self.compile, ("auto", "true", "false"))
+        _one_of("learner.precision", self.precision, ("auto", "bf16", "fp32"))
         _one_of("learner.optimizer", self.optimizer, ("adam", "adamax", "rmsprop"))
         _check(self.lr > 0, "learner.lr", "> 0", self.lr)
         _check(0.0 <= self.beta1 < 1.0, "learner.beta1", "in [0, 1)", self.beta1)

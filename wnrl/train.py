@@ -162,7 +162,12 @@ class Trainer:
         """One learner update on a replay batch; True when the actor's weights are due."""
         lr, cfg = self.p.learner, self.cfg
         batch = self.p.replay.sample(cfg.learner.batch_size, beta=beta)
+        warming_up = lr.warming_up
+        if warming_up:
+            self.log.message(f"compiling the learner update ({lr.mode}; once per process)...")
         m = lr.update(batch)
+        if warming_up:
+            self.log.message(f"learner update compiled in {lr.compile_seconds:.1f} s")
         if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
             raise NonFiniteError(
                 f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
@@ -293,8 +298,14 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> int:
         """Train until total_steps or a stop signal; returns the process exit code."""
+        self.log_learner_mode()
         step = LOOPS[self.cfg.train.mode](self, stop)
         return self._finish(step, stop)
+
+    def log_learner_mode(self) -> None:
+        lr = self.p.learner
+        self.log.message(f"learner: {lr.mode} update on {lr.device}"
+                         + (f"; {lr.compile_note}" if lr.compile_note else ""))
 
     def sync_loop(self, stop: StopFlag) -> int:
         """Alternate one actor step and the updates it makes due; returns the env step."""

@@ -117,6 +117,7 @@ class ApexTrainer(Trainer):
     def run(self, stop: StopFlag) -> int:
         """Train until total_steps or a stop signal; returns the process exit code."""
         try:
+            self.log_learner_mode()
             return self._loop(stop)
         except (DistributedError, RayError) as exc:
             self.log.message(f"error: distributed training stopped: {_one_line(exc)}")
