@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wnrl.config import ActorConfig
 from wnrl.accel import resolve_device
+from wnrl.config import ActorConfig
 from wnrl.nn import fold_weight_norm
 from wnrl.replay import Transition
 from wnrl.schedules import linear_epsilon
