@@ -21,7 +21,6 @@ the streams the checkpoint left open. `cut_episodes(seed)` does both at once
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,8 @@ from torch import Tensor, nn
 
 from wnrl.accel import resolve_device
 from wnrl.config import ActorConfig
+from wnrl.core.types import Episode, Transition
 from wnrl.nn import fold_weight_norm
-from wnrl.replay import Transition
 from wnrl.schedules import linear_epsilon
 
 
@@ -46,15 +45,6 @@ def closing_rows(obs: np.ndarray) -> Transition:
     return Transition(obs=obs, action=np.zeros(n, np.int64), reward=np.zeros(n, np.float32),
                       terminal=np.zeros(n, bool), truncated=np.zeros(n, bool),
                       valid=np.zeros(n, bool))
-
-
-@dataclass(frozen=True)
-class Episode:
-    """A finished game: raw return (score), length in env steps, which env of the vector."""
-
-    ret: float
-    length: int
-    env_index: int
 
 
 class Actor:

@@ -32,8 +32,7 @@ import copy
 import inspect
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +40,9 @@ from torch import Tensor, nn
 
 from wnrl.accel import resolve_compile, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
+from wnrl.core.types import Batch, UpdateMetrics
 from wnrl.losses import LossFn, TensorBatch, make_loss
 from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
-
-if TYPE_CHECKING:
-    from wnrl.replay import Batch
 
 OptimizerFactory = Callable[[Iterable[Tensor], LearnerConfig, bool], torch.optim.Optimizer]
 
@@ -74,20 +71,6 @@ def make_optimizer(params: Iterable[Tensor], cfg: LearnerConfig,
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose one of "
                          + ", ".join(OPTIMIZERS))
     return OPTIMIZERS[cfg.optimizer](params, cfg, compiled)
-
-
-@dataclass(frozen=True)
-class UpdateMetrics:
-    """Results of one update. `td_abs`: float32[B], |target - Q| per sample (for priorities)."""
-
-    loss: float  # importance-weighted mean TD loss
-    q_mean: float  # mean Q_online(obs, action) over the batch
-    grad_norm: float  # global gradient norm before clipping
-    td_abs: np.ndarray
-
-    def scalars(self) -> dict[str, float]:
-        """The scalar metrics, for logging."""
-        return {"loss": self.loss, "q_mean": self.q_mean, "grad_norm": self.grad_norm}
 
 
 class Autocast(nn.Module):
