@@ -3,8 +3,10 @@
 Loaded only at the edge (scripts): `load_config(yaml_path, overrides)` merges,
 lowest first, the dataclass defaults, the agent recipe's defaults, the YAML
 file and `key=value` overrides (OmegaConf does the parsing, merging and type
-checking). Each dataclass validates its ranges in `__post_init__`; every
-problem is raised as `ConfigError` with a one-line message naming the key.
+checking). A YAML file may start from others: `base: pong.yaml` (or a list,
+paths relative to the file) merges those first, so a per-environment base holds
+the recipe and each agent variant is a line or two (`configs/README.md`). Each
+dataclass validates its ranges in `__post_init__`; every problem is raised as `ConfigError` with a one-line message naming the key.
 
 Units are stated per field: *env steps* count single-env transitions (a vector
 step of N envs is N env steps), *updates* count learner minibatch updates,
@@ -326,16 +328,32 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides: {_one_line(exc)}") from None
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
+    """A YAML config file with its `base:` files merged under it (depth first)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config file {path} is its own base: {chain}")
     try:
         data = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several classes
         raise ConfigError(f"cannot parse config file {path}: {_one_line(exc)}") from None
     if not isinstance(data, DictConfig):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not a list or value")
-    return data
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    names = [bases] if isinstance(bases, str) else list(bases) if OmegaConf.is_list(bases) \
+        else None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"base={bases!r} in {path} is invalid: must be a file name or a "
+                          f"list of file names")
+    merged = OmegaConf.create({})
+    for name in names:
+        merged = OmegaConf.merge(merged, _read_yaml(path.parent / name,
+                                                    (*_seen, path.resolve())))
+    return OmegaConf.merge(merged, data)  # type: ignore[return-value]
 
 
 def build_config(*layers: tuple[Any, str]) -> Config:
