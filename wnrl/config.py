@@ -6,7 +6,8 @@ file and `key=value` overrides (OmegaConf does the parsing, merging and type
 checking). A YAML file may start from others: `base: pong.yaml` (or a list,
 paths relative to the file) merges those first, so a per-environment base holds
 the recipe and each agent variant is a line or two (`configs/README.md`). Each
-dataclass validates its ranges in `__post_init__`; every problem is raised as `ConfigError` with a one-line message naming the key.
+dataclass validates its ranges in `__post_init__`; every problem is raised as
+`ConfigError` with a one-line message naming the key.
 
 Units are stated per field: *env steps* count single-env transitions (a vector
 step of N envs is N env steps), *updates* count learner minibatch updates,
