@@ -1,4 +1,4 @@
-"""Speed, overhead and memory figures of wnrl (DESIGN section 6); see `wnrl.benchmark`.
+"""Speed, overhead and memory figures of wnrl (targets: docs/performance.md); see `wnrl.benchmark`.
 
     python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
         [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]

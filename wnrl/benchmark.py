@@ -1,4 +1,4 @@
-"""Speed, overhead and memory figures (DESIGN section 6), all measured in one run.
+"""Speed, overhead and memory figures (targets in docs/performance.md), all measured in one run.
 
     python scripts/benchmark.py [--quick] [--device cpu] [--game pong] [--json PATH]
 
@@ -345,7 +345,7 @@ def save_json(res: dict[str, Any], path: str | Path) -> None:
 
 
 def format_table(res: dict[str, Any]) -> str:
-    """The results as a Markdown table with the DESIGN section 6 target beside each ratio."""
+    """The results as a Markdown table with the target (docs/performance.md) beside each ratio."""
     rows = [("measurement", "value", "ratio", "target")]
     for bkey, modes in res["learner"].items():
         for mode, per in modes.items():

@@ -1,4 +1,4 @@
-"""The training loop: wires env, actor, replay and learner (DESIGN section 2).
+"""The training loop: wires env, actor, replay and learner (docs/ARCHITECTURE.md).
 
 `build(cfg)` makes the parts; `Trainer` runs the synchronous loop: one vector
 env step (N env steps) by the actor, its rows into the replay, then as many
@@ -45,7 +45,7 @@ from wnrl.networks import make_q_network
 from wnrl.nn import data_dependent_init
 from wnrl.recipe import AgentRecipe
 from wnrl.replay import ReplayBuffer
-from wnrl.schedules import linear_schedule
+from wnrl.schedules import priority_beta
 from wnrl.signals import StopFlag
 
 
@@ -142,8 +142,8 @@ class Trainer:
     def beta(self, step: int) -> float:
         """Prioritized replay's importance-sampling exponent at `step`."""
         r = self.cfg.replay
-        return linear_schedule(step, self.cfg.train.total_steps, r.priority_beta_start,
-                               r.priority_beta_end, 1.0)
+        return priority_beta(step, self.cfg.train.total_steps, r.priority_beta_start,
+                             r.priority_beta_end)
 
     def _learn(self, step: int) -> None:
         base_step, base_updates = self.update_base

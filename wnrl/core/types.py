@@ -1,4 +1,4 @@
-"""The values that cross module boundaries (DESIGN's data flow, docs/ARCHITECTURE.md).
+"""The values that cross module boundaries (docs/ARCHITECTURE.md).
 
     env --obs--> actor --Transition--> replay --Batch--> learner --UpdateMetrics--> loop
                  actor --Episode (a finished game)--> loop (logs)
