@@ -7,7 +7,7 @@ import pytest
 
 from wnrl.config import EnvConfig
 from wnrl.envs import make_env
-from wnrl.screen_env import ScreenEnv, area_resize
+from wnrl.screen_env import ScreenEnv, _uniform_below, area_resize
 
 
 def _lockstep(game: str, seed: int, steps: int, frames: int, **kw) -> tuple[int, int, float]:
@@ -43,12 +43,22 @@ def _lockstep(game: str, seed: int, steps: int, frames: int, **kw) -> tuple[int,
 @pytest.mark.parametrize("game, seed, frames, kw", [
     ("breakout", 5, 108_000, {}),  # whole games: game overs, no-ops, sticky actions
     ("breakout", 0, 401, {}),  # the cap falls in the middle of a frame skip
-    ("space_invaders", 3, 600, {"noop_max": 7, "sticky_action_prob": 0.5}),
+    ("space_invaders", 2_000_000_011, 600, {"noop_max": 7, "sticky_action_prob": 0.5}),
 ])
 def test_same_games_as_the_vector_env(game: str, seed: int, frames: int, kw: dict) -> None:
     ends, truncs, rewards = _lockstep(game, seed, 1200, frames, **kw)
     assert ends >= 5 and rewards > 0
     assert (truncs > 0) == (frames < 108_000)
+
+
+def test_noop_counts_are_uniform_from_zero_to_noop_max_minus_one() -> None:
+    """The draw the lockstep test above shows ale-py makes: 0..29 frames for noop_max=30."""
+    gen = np.random.MT19937()
+    gen._legacy_seeding(0)
+    counts = np.bincount([_uniform_below(gen, 30) for _ in range(6000)], minlength=30)
+    assert len(counts) == 30 and counts.min() > 150  # zero included, 30 never drawn
+    gen._legacy_seeding(0)
+    assert {_uniform_below(gen, 1) for _ in range(10)} == {0}  # noop_max 0 or 1: no no-ops
 
 
 def test_another_seed_plays_another_game() -> None:
