@@ -35,6 +35,7 @@ from wnrl.config import Config
 from wnrl.envs import make_env
 from wnrl.networks import make_q_network
 from wnrl.replay import ReplayBuffer, Transition
+from wnrl.seeds import EVAL_SEED_BASE
 
 
 class Chunk(NamedTuple):
@@ -83,7 +84,7 @@ class ActorWorker:
         seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
         if _reconstructed():  # a restart plays new games
             seed = int.from_bytes(os.urandom(4), "little")
-        seed %= 2**31 - 2**16  # env i is seeded with seed + i (int32 in the emulator)
+        seed %= EVAL_SEED_BASE - 2**16  # env i gets seed + i: below evaluation's seeds
         env_cfg = replace(cfg.env, num_threads=cfg.env.num_threads or 1)
         self.env = make_env(env_cfg, seed=seed, training=True)
         agent = get_agent(cfg.agent)
