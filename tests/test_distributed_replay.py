@@ -315,14 +315,42 @@ def test_a_new_worker_incarnation_gets_the_current_weights_before_it_acts(monkey
         @staticmethod
         def remote(*args):
             made.append(ActorWorker(*args))
+            WorkerCls.args = args
             return _Local(made[-1])
 
     pool = pool_mod.ActorPool(cfg, WorkerCls, [_Local(shard)], 4)
     weights = {k: torch.full_like(v, 0.5) for k, v in made[0].actor.net.state_dict().items()}
     pool.set_weights(weights)
     pool.request(0)
-    pool.workers[0].handle = WorkerCls.remote(cfg, 0, 0.4, _Local(shard))  # Ray's restart
+    pool.workers[0].handle = WorkerCls.remote(*WorkerCls.args)  # Ray restarts it: same args
     pool.request(0)
     for k, v in made[-1].actor.net.state_dict().items():
         torch.testing.assert_close(v, weights[k])
     assert shard.stats()["restarts_seen"] == [1]
+
+
+def test_a_restarting_worker_is_paused_not_dropped(monkeypatch):
+    """Ray fails every call to a restarting actor at once (ActorUnavailableError); five of
+    them used to drop the worker, and with it the run, while Ray was bringing it back."""
+    pool_mod = pytest.importorskip("wnrl.distributed.pool")
+    from ray.exceptions import ActorUnavailableError
+
+    from wnrl.config import load_config
+
+    def unavailable(ref, timeout, what):
+        raise ActorUnavailableError("The actor is restarting.", None)
+
+    monkeypatch.setattr(pool_mod, "get", unavailable)
+    cfg = load_config(CONFIG, ["distributed.num_actors=1", "distributed.call_timeout_s=5"])
+    worker_cls = types.SimpleNamespace(remote=lambda *args: object())
+    pool = pool_mod.ActorPool(cfg, worker_cls, [object()], 4)
+    w = pool.workers[0]
+    for _ in range(8):
+        assert pool._collect(w, None) == []
+    assert w.alive and w.failures == 0 and w.lost_chunks == 8
+    assert w.retry_at > w.unavailable_since  # not asked again at once
+    pool.refill(lambda steps: True)
+    assert len(w.in_flight) == 0
+    w.unavailable_since -= 6  # unavailable for longer than the timeout: dropped
+    with pytest.raises(pool_mod.DistributedError, match="every actor worker died"):
+        pool._collect(w, None)

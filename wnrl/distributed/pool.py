@@ -17,12 +17,19 @@ Every blocking call waits at most `distributed.call_timeout_s` and raises
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import (
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+)
 
 from wnrl.config import Config, ConfigError
 from wnrl.distributed.sampling import Draw, merge, split
@@ -30,6 +37,7 @@ from wnrl.replay import Batch, Transition
 from wnrl.schedules import apex_epsilons
 
 MAX_CONSECUTIVE_FAILURES = 5  # a worker that dies this often without delivering is dropped
+UNAVAILABLE_BACKOFF_S = 0.5  # pause before asking a restarting/unreachable worker again
 
 
 class DistributedError(RuntimeError):
@@ -63,6 +71,8 @@ class WorkerState:
     incarnation: str = ""
     alive: bool = True
     node_id: str = ""
+    unavailable_since: float | None = None  # restarting or unreachable since (monotonic s)
+    retry_at: float = 0.0  # no request before this (monotonic s)
 
 
 class ActorPool:
@@ -129,9 +139,10 @@ class ActorPool:
     def refill(self, may_act: Any) -> None:
         """Top every live worker up to `max_chunks_in_flight` while `may_act(steps)` says
         the replay ratio allows `steps` more env steps."""
-        limit = self.cfg.distributed.max_chunks_in_flight
+        limit, now = self.cfg.distributed.max_chunks_in_flight, time.monotonic()
         while may_act(self.chunk_env_steps):
-            free = [i for i, w in enumerate(self.workers) if w.alive and len(w.in_flight) < limit]
+            free = [i for i, w in enumerate(self.workers)
+                    if w.alive and len(w.in_flight) < limit and w.retry_at <= now]
             if not free:
                 return
             # the least-loaded worker first, so that every worker gets its share
@@ -141,7 +152,9 @@ class ActorPool:
     def poll(self, timeout: float) -> list[dict[str, Any]]:
         """Reports of chunks stored since the last call, waiting up to `timeout` s for one."""
         pending = [r for w in self.workers for r in w.in_flight]
-        if not pending:
+        if not pending:  # every worker idle; wait for the first one to be asked again
+            resting = [w.retry_at - time.monotonic() for w in self.workers if w.alive]
+            time.sleep(max(0.0, min(min(resting, default=0.0), timeout)))
             return []
         ready, _ = ray.wait(pending, num_returns=1, timeout=timeout)
         if not ready:
@@ -172,18 +185,26 @@ class ActorPool:
             if not isinstance(exc, RayActorError) and \
                     not isinstance(getattr(exc, "cause", None), RayActorError):
                 raise
-            # The worker died (Ray restarts it: a new incarnation) or was unreachable
-            # (ActorUnavailableError: same incarnation). Either way the chunk may be lost;
-            # the shard sees that by the chunks' numbers and closes the stream there.
-            w.failures += 1
+            # The chunk may be lost; the shard sees that by the chunks' numbers and closes
+            # the stream there. A worker that is restarting or unreachable
+            # (ActorUnavailableError) is asked again after a pause, and dropped only when it
+            # stays so longer than the timeout; one that died counts a failure.
             w.lost_chunks += 1
+            now = time.monotonic()
+            if isinstance(exc, ActorUnavailableError):
+                w.unavailable_since = w.unavailable_since or now
+                w.retry_at = now + UNAVAILABLE_BACKOFF_S
+                if now - w.unavailable_since > self.timeout:
+                    w.alive = False
+            else:
+                w.failures += 1
             if w.failures >= MAX_CONSECUTIVE_FAILURES:
                 w.alive = False
             if not any(x.alive for x in self.workers):
                 raise DistributedError("every actor worker died repeatedly; see the Ray logs "
                                        "(ray logs / /tmp/ray/session_latest/logs)") from None
             return []
-        w.failures = 0
+        w.failures, w.unavailable_since = 0, None
         if report["incarnation"] != w.incarnation:
             w.restarts += w.incarnation != ""
             w.incarnation = report["incarnation"]
