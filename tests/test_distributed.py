@@ -132,8 +132,7 @@ def test_two_workers_feed_the_learner_and_write_a_normal_run(local_ray, tmp_path
     assert all(r["env_steps"] > 0 for r in report)  # transitions from every worker...
     assert stats["worker_ids"] == [0, 1] and min(stats["rows_added"]) > 0  # ...in the replay
     steps = trainer.pool.env_steps
-    in_flight = 2 * cfg.distributed.max_chunks_in_flight * 10 * 4  # stored after the loop
-    assert steps >= 2000 and steps <= sum(stats["rows_added"]) <= steps + in_flight
+    assert steps >= 2000 and steps == sum(stats["rows_added"])  # the checkpoint waited
     want = (steps - 400) * 0.25  # the replay ratio, within the rate limiter's tolerance
     assert want * (1 - 0.1) - 2 <= trainer.p.learner.num_updates <= want * (1 + 0.1) + 2
     cfg_saved, net, state = load_policy(tmp_path / "apex")  # what scripts/evaluate.py reads
