@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", choices=["auto", "true", "false"],
                    help="learner.compile of the bound and end-to-end runs (default auto)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                   help="learner.precision of the bound and end-to-end runs (default auto)")
+                   help="learner.precision of the bound and end-to-end runs (default fp32)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
     names = {f.name for f in dataclasses.fields(BenchConfig)}

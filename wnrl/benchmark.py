@@ -71,8 +71,8 @@ class BenchConfig:
     target_update_period: int = 1_000  # updates
     agent: str = "wn_dqn"
     peer: bool = True
-    compile: str = "auto"  # learner mode of the bound and end-to-end runs (the default mode)
-    precision: str = "auto"
+    compile: str = "auto"  # learner mode of the bound and end-to-end runs: LearnerConfig's
+    precision: str = "fp32"  # defaults; --precision auto gives the Pong recipe's mode
     modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
 
     @classmethod

@@ -129,7 +129,9 @@ class LearnerConfig:
     compile: str = "auto"
     # bf16 autocast of the network forwards (weights, optimizer state, loss and the WN norm
     # stay fp32): auto = bf16 where the hardware runs it natively (wnrl.accel) | bf16 | fp32.
-    precision: str = "auto"
+    # fp32 by default until a bf16 run is shown to learn as well as fp32 at equal steps
+    # (docs/results/learner_modes.md); configs/pong.yaml opts in with auto.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for key in ("compile", "precision"):  # YAML `true` arrives as "True"
