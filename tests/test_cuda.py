@@ -46,11 +46,20 @@ RTOL, ATOL = 1e-4, 1e-5
 
 @pytest.fixture
 def fp32() -> Iterator[None]:
-    """Full fp32 matmuls and convolutions on CUDA (no TF32) while the test runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """Full fp32 matmuls and convolutions on CUDA (no TF32) while the test runs. Uses the
+    `fp32_precision` settings (torch >= 2.9), which torch refuses to mix with the legacy
+    `allow_tf32` flags; the legacy flags only where they are all there is."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision"):
+        backends, key, off = (matmul, cudnn.conv), "fp32_precision", "ieee"
+    else:
+        backends, key, off = (matmul, cudnn), "allow_tf32", False
+    saved = [getattr(b, key) for b in backends]
+    for b in backends:
+        setattr(b, key, off)
     yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    for b, value in zip(backends, saved, strict=True):
+        setattr(b, key, value)
 
 
 def atari_batch(b: int = 8, seed: int = 0) -> Batch:
