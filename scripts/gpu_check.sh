@@ -18,6 +18,7 @@
 #   train      Pong WN-DQN (configs/pong_wn_dqn.yaml) on DEVICE for S seconds (120), then
 #              SIGINT (it checkpoints and stops; the scores are the training episodes');
 #   report     gpu_check.json and gpu_check.md (scripts/gpu_report.py), printed at the end.
+# The exit code is 1 if any step failed, else 0.
 #
 # DIR defaults to $OUT (the device tool's output folder), else ./gpu_check_out. N defaults
 # to the core count (the Atari vector env runs one env per core). --tiny is the dry run for
@@ -100,6 +101,10 @@ fi
 export PYTHONUNBUFFERED=1
 
 run versions 60 "$PY" scripts/gpu_report.py versions --out "$DIR"
+if [[ $DEVICE == cuda ]] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'
+then
+    log "warning: torch sees no CUDA device: the CUDA tests will skip, the benchmark refuses"
+fi
 command -v nvidia-smi > /dev/null && nvidia-smi > "$DIR/nvidia-smi.txt" 2>&1
 
 TESTS=(-m cuda)
@@ -124,5 +129,8 @@ record train $? "$t0"
 mkdir -p "$DIR/train_events" && cp "$WORK"/runs/gpu_check/events.* "$DIR/train_events/" 2>/dev/null
 
 "$PY" scripts/gpu_report.py report --out "$DIR" --run-dir "$WORK/runs/gpu_check"
-log "done; results in $DIR (gpu_check.md, gpu_check.json, *.log)"
 rm -rf "$WORK"
+# exit code: 1 if a step failed (the training run ends by the time limit: 124 is its success)
+failed=$(awk -F'\t' '$2 != 0 && !($1 == "train" && $2 == 124) {print $1}' "$DIR/steps.tsv")
+log "done; results in $DIR (gpu_check.md, gpu_check.json, *.log)${failed:+; failed: }${failed//$'\n'/ }"
+[[ -z $failed ]]
