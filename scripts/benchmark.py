@@ -1,7 +1,8 @@
-"""Speed, overhead and memory figures of wnrl (DESIGN section 6); see `wnrl.benchmark`.
+"""Speed, overhead and memory figures of wnrl (targets: docs/performance.md); see `wnrl.benchmark`.
 
     python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
         [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]
+        [--modes eager-fp32 compiled-bf16 ...] [--compile auto] [--precision auto]
         [--json benchmark.json]
 """
 
@@ -28,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-steps", type=int, help="env steps timed after learning starts")
     p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"])
     p.add_argument("--no-peer", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument("--modes", nargs="+", choices=[f"{c}-{q}" for c in ("eager", "compiled")
+                                                  for q in ("fp32", "bf16")],
+                   help="learner modes to time per norm (default: all this machine runs)")
+    p.add_argument("--compile", choices=["auto", "true", "false"],
+                   help="learner.compile of the bound and end-to-end runs (default auto)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="learner.precision of the bound and end-to-end runs (default auto)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
     names = {f.name for f in dataclasses.fields(BenchConfig)}
@@ -36,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         kw["batch_sizes"] = tuple(a.batch_sizes)
     if a.no_peer:
         kw["peer"] = False
+    if a.modes:
+        kw["modes"] = tuple(m.replace("-", " ") for m in a.modes)
     bc = BenchConfig.quick(**kw) if a.quick else BenchConfig(**kw)
     if problem := check_device(bc.device):
         print(f"error: {problem}", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from wnrl.accel import native_bf16
 from wnrl.benchmark import BenchConfig, format_table, interleaved
 from wnrl.benchmark_peer import peer_available
 
@@ -28,14 +29,20 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
     out = tmp_path / "bench.json"
     tiny = ["--quick", "--learning-starts", "256", "--measure-steps", "64", "--repeats", "1",
             "--env-seconds", "0.2", "--replay-capacity", "2000", "--num-envs", "4",
-            "--json", str(out)] + ([] if peer_available() else ["--no-peer"])
+            "--modes", "eager-bf16", "--compile", "false", "--json", str(out)]
+    tiny += [] if peer_available() else ["--no-peer"]
     monkeypatch.setattr(sys, "argv", [str(SCRIPT), *tiny])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(SCRIPT), run_name="__main__")
     assert exit_info.value.code == 0
     res = json.loads(out.read_text())
-    assert set(res["learner"]["batch32"]) == {"none", "weight", "batch", "weight+mean_only"}
-    assert res["learner"]["batch32"]["none"]["ratio"] == 1.0
+    modes = res["learner"]["batch32"]
+    assert set(modes) == {"eager fp32"} | ({"eager bf16"} if native_bf16(torch.device("cpu"))
+                                           else set())
+    for per in modes.values():
+        assert set(per) == {"none", "weight", "batch", "weight+mean_only"}
+        assert per["none"]["ratio"] == 1.0
+    assert all(v["speedup"] == 1.0 for v in modes["eager fp32"].values())
     assert res["actor"]["standard"]["ratio"] == 1.0 and res["actor"]["fold_ms"] > 0
     assert res["replay"]["capacity"] == 1_000_000
     assert 7056 <= res["replay"]["bytes_per_transition"] <= 7200  # 84*84 frame + 9 B of row data

@@ -84,6 +84,8 @@ def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
         (["train.learning_starts=10000000"], ["train.learning_starts"]),
         (["env.num_envs=100000"], ["env.num_envs"]),
         (["replay.capacity=1000000000000", "env.id=pong"], ["bytes"]),
+        (["learner.compile=maybe"], ["learner.compile", "auto, true, false"]),
+        (["learner.precision=fp16"], ["learner.precision", "auto, bf16, fp32"]),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2(tmp_path: Path, args: list[str],

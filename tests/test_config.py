@@ -94,3 +94,28 @@ def test_property_valid_iff_in_range(lr, eps, period, batch, capacity) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(None, overrides)
         assert "\n" not in str(err.value)
+
+
+def test_base_files_compose_and_every_shipped_config_loads(tmp_path: Path) -> None:
+    (tmp_path / "env.yaml").write_text("agent: wn_dqn\nenv:\n  id: CartPole-v1\n"
+                                       "learner:\n  lr: 0.01\n  batch_size: 16\n")
+    (tmp_path / "mid.yaml").write_text("base: env.yaml\nlearner:\n  lr: 0.02\n")
+    (tmp_path / "top.yaml").write_text("base: [mid.yaml]\nagent: dqn\n")
+    cfg = load_config(tmp_path / "top.yaml", ["learner.batch_size=8"])
+    assert (cfg.agent, cfg.env.id, cfg.learner.lr, cfg.learner.batch_size) == \
+        ("dqn", "CartPole-v1", 0.02, 8)
+    configs = CONFIGS[0].parent
+    pong = load_config(configs / "pong.yaml", ["agent=dqn"])
+    assert pong == load_config(configs / "pong_dqn.yaml")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("base: loop.yaml\n", "is its own base"),
+    ("base: missing.yaml\n", "not found"),
+    ("base: {a: 1}\n", "base="),
+])
+def test_bad_base_is_a_one_line_error(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        load_config(tmp_path / "loop.yaml")
+    assert "\n" not in str(info.value)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from wnrl.accel import resolve_device
 from wnrl.config import LearnerConfig
-from wnrl.learner import Learner, UpdateMetrics, resolve_device
+from wnrl.learner import Learner, UpdateMetrics
 from wnrl.losses import make_loss
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
@@ -41,7 +42,9 @@ def make_batch(b: int = 8, seed: int = 0, weight: np.ndarray | None = None,
 
 
 def cfg(**kw: object) -> LearnerConfig:
-    return LearnerConfig(**{"device": "cpu", "lr": 1e-2, **kw})
+    """Eager fp32 unless asked: the reference the other modes are checked against."""
+    return LearnerConfig(**{"device": "cpu", "lr": 1e-2, "compile": "false",
+                            "precision": "fp32", **kw})
 
 
 def states_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -201,3 +204,113 @@ def test_real_networks_update_and_fold(norm: str, obs_shape: tuple[int, ...],
     obs = torch.from_numpy(batch.obs)
     with torch.no_grad():
         torch.testing.assert_close(acting(obs), learner.online.eval()(obs), rtol=1e-4, atol=1e-5)
+
+
+# ---- learner modes: torch.compile and bf16 autocast ------------------------------------
+
+NORMS = ["none", "weight", "batch", "weight+mean_only"]
+
+
+def _run_updates(norm: str, obs_shape: tuple[int, ...], steps: int = 3,
+                 **mode: str) -> tuple[list[float], Learner]:
+    torch.manual_seed(0)
+    net = make_q_network(obs_shape, 3, norm=norm, hidden_sizes=(32, 32))
+    learner = Learner(net, cfg(lr=1e-3, target_update_period=2, **mode))
+    losses = [learner.update(make_batch(16, seed=i, obs_shape=obs_shape, num_actions=3)).loss
+              for i in range(steps)]
+    return losses, learner
+
+
+def _weights(learner: Learner) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in learner.online.state_dict().items()}
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_compiled_update_matches_eager(norm: str) -> None:
+    """The whole compiled update (loss, backward, clip, optimizer step) gives eager's numbers."""
+    eager_loss, eager = _run_updates(norm, (6,))
+    comp_loss, comp = _run_updates(norm, (6,), compile="true")
+    eager_w, comp_w = _weights(eager), _weights(comp)
+    np.testing.assert_allclose(comp_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for k in eager_w:
+        torch.testing.assert_close(comp_w[k], eager_w[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("obs_shape", [(6,), (4, 84, 84)], ids=["mlp", "nature_cnn"])
+def test_bf16_update_is_finite_and_close_to_fp32(norm: str, obs_shape: tuple[int, ...]) -> None:
+    """A few bf16 updates: finite, losses within 5% of fp32's, the same Q-values after them
+    (within 5% of their scale: Adam's per-element steps make raw weight deltas a poor
+    yardstick), and every parameter and buffer still fp32."""
+    fp32_loss, fp32 = _run_updates(norm, obs_shape)
+    bf16_loss, bf16 = _run_updates(norm, obs_shape, precision="bf16")
+    assert np.isfinite(bf16_loss).all()
+    np.testing.assert_allclose(bf16_loss, fp32_loss, rtol=0.05, atol=1e-3)
+    for k, w in _weights(fp32).items():
+        assert _weights(bf16)[k].dtype == w.dtype, k
+    probe = torch.as_tensor(make_batch(32, seed=99, obs_shape=obs_shape, num_actions=3).obs)
+    with torch.no_grad():
+        q32, q16 = fp32.online.eval()(probe), bf16.online.eval()(probe)
+    assert torch.isfinite(q16).all()
+    assert (q16 - q32).abs().max() <= 0.05 * q32.abs().max() + 1e-3
+
+
+def test_bf16_keeps_optimizer_state_loss_and_wn_norm_in_fp32() -> None:
+    torch.manual_seed(0)
+    learner = Learner(make_q_network((4, 84, 84), 3, norm="weight"), cfg(precision="bf16"))
+    batch = make_batch(8, obs_shape=(4, 84, 84), num_actions=3)
+    loss, q, td = learner._loss(learner.to_tensors(batch))
+    assert loss.dtype == q.dtype == td.dtype == torch.float32
+    learner.update(batch)
+    for state in learner.optimizer.state.values():
+        assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the WN weight ignores autocast
+        assert learner.online.torso[0].weight.dtype == torch.float32
+    # the fold stays exact in fp32: the actor's copy equals the fp32 forward
+    folded = fold_weight_norm(learner.online).eval()
+    x = torch.as_tensor(batch.obs)
+    torch.testing.assert_close(folded(x), learner.online.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_moves_between_eager_and_compiled() -> None:
+    """A state saved by an eager (fused Adam) learner resumes in a compiled one and back."""
+    torch.manual_seed(0)
+    eager = Learner(make_q_network((6,), 3, norm="weight"), cfg())
+    eager.update(make_batch(16, obs_shape=(6,), num_actions=3))
+    compiled = Learner(make_q_network((6,), 3, norm="weight"), cfg(compile="true"))
+    compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
+    assert compiled.optimizer.param_groups[0].get("foreach") is True
+    batch = make_batch(16, seed=1, obs_shape=(6,), num_actions=3)
+    a, b = compiled.update(batch), eager.update(batch)
+    assert a.loss == pytest.approx(b.loss, rel=1e-5)
+    eager.load_state_dict(compiled.state_dict())
+    assert eager.optimizer.param_groups[0].get("fused") is True
+
+
+@pytest.mark.parametrize("key, value", [("compile", "maybe"), ("precision", "fp16")])
+def test_mode_values_are_validated(key: str, value: str) -> None:
+    from wnrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"learner.{key}='{value}' is invalid"):
+        LearnerConfig(**{key: value})
+
+
+def test_bf16_refused_where_not_native(monkeypatch) -> None:
+    from wnrl import accel
+    from wnrl.config import ConfigError
+
+    monkeypatch.setattr(accel, "_cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(ConfigError, match="learner.precision=bf16 cannot run natively"):
+        Learner(make_q_network((6,), 3), cfg(precision="bf16"))
+    assert accel.resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_compile_auto_falls_back_without_a_compiler(monkeypatch) -> None:
+    from wnrl import accel
+    from wnrl.config import ConfigError
+
+    monkeypatch.setattr(accel.shutil, "which", lambda name: None)
+    learner = Learner(make_q_network((6,), 3), cfg(compile="auto"))
+    assert not learner.compiled and "running eagerly" in learner.compile_note
+    with pytest.raises(ConfigError, match="learner.compile=true cannot work"):
+        Learner(make_q_network((6,), 3), cfg(compile="true"))

@@ -12,7 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from wnrl import checkpoint as ckpt
 from wnrl.config import load_config
+from wnrl.replay import VALID, ReplayBuffer
 from wnrl.runner import resume_run, start_run
+from wnrl.signals import StopFlag
 from wnrl.train import Trainer, build
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -55,7 +57,8 @@ def test_same_seed_same_run(tmp_path: Path, agent: str) -> None:
 
 def test_resume_with_replay_is_exact(tmp_path: Path) -> None:
     cfg = str(CONFIGS / "cartpole_wn_dqn.yaml")
-    assert start_run(cfg, _overrides(tmp_path, "full"), progress=False) == 0
+    ov = _overrides(tmp_path, "full", **{"train.exact_resume": True})
+    assert start_run(cfg, ov, progress=False) == 0
     # a copy of the run as it was at its first checkpoint (step 800), then resumed
     part = tmp_path / "part"
     shutil.copytree(tmp_path / "full", part)
@@ -69,6 +72,56 @@ def test_resume_with_replay_is_exact(tmp_path: Path) -> None:
         assert full == resumed, tag  # same points, no duplicates after the purge
         steps = [s for s, _ in resumed]
         assert steps == sorted(steps)
+
+
+def _trainer(tmp: Path, name: str, **extra: object) -> Trainer:
+    from wnrl.logger import RunLogger
+
+    cfg = load_config(CONFIGS / "cartpole_dqn.yaml", _overrides(tmp, name, **extra))
+    trainer = Trainer(cfg, tmp / name, build(cfg))
+    trainer.log = RunLogger(tmp / name, cfg.train.total_steps, progress=False)
+    return trainer
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_checkpoints_cut_games_only_for_exact_resume(tmp_path: Path, exact: bool) -> None:
+    """Checkpoints every 40 env steps (10 per env): games run longer than that unless
+    `exact_resume` cuts them; and every env step is accounted for: logged games, one
+    autoreset step after each game, and the games still in progress."""
+    t = _trainer(tmp_path, "cuts", **{"train.checkpoint_period": 40, "train.exact_resume": exact,
+                                      "train.total_steps": 2000, "actor.eps_start": 0.0,
+                                      "actor.eps_end": 0.0})
+    lengths: list[int] = []
+    t.record_episodes = lambda eps, step: lengths.extend(e.length for e in eps)  # type: ignore
+    assert t.sync_loop(StopFlag()) == 2000
+    per_env_between_ckpts = 40 // t.p.env.num_envs
+    if exact:
+        assert max(lengths) <= per_env_between_ckpts
+    else:
+        assert max(lengths) > 3 * per_env_between_ckpts
+        actor = t.p.actor
+        in_progress = int(actor._ep_length.sum())
+        pending_resets = int(np.asarray(t.p.env._done).sum())  # games over, reset step next
+        assert sum(lengths) + len(lengths) - pending_resets + in_progress == actor.env_steps
+    t.log.close()
+
+
+def test_resume_without_exact_starts_new_games_and_closes_streams(tmp_path: Path,
+                                                                   capsys) -> None:
+    cfg = str(CONFIGS / "cartpole_dqn.yaml")
+    assert start_run(cfg, _overrides(tmp_path, "r", **{"train.total_steps": 800}),
+                     progress=False) == 0
+    state = _final_state(tmp_path / "r")
+    assert state["open_obs"].shape == (4, 4)  # the obs the open episodes continue from
+    assert resume_run(str(tmp_path / "r"), ["train.total_steps=1200"], progress=False) == 0
+    assert "new games start here" in capsys.readouterr().out
+    # in the resumed replay, the row after the checkpoint's (step 800 = row 200 of each
+    # of the 4 streams) is the invalid row that closed every stream
+    replay = ReplayBuffer(4000, (4,), np.float32, 4, frame_stack=1)
+    replay.load_state_dict(_final_state(tmp_path / "r")["replay"])
+    flags = replay._rings(replay._flags)
+    assert (flags[:, 200] & VALID == 0).all()
+    assert (flags[:, 199] & VALID != 0).any() and (flags[:, 201] & VALID != 0).all()
 
 
 def test_resume_without_replay_refills_first(tmp_path: Path, capsys) -> None:

@@ -13,34 +13,38 @@ own seeded NumPy generator, so a run is reproducible for a seed.
 Episode returns are the raw game score (unclipped rewards summed over a whole
 game, across life losses); lengths count env steps (agent decisions, not
 frames). The env itself cannot be checkpointed, so a resumed run starts fresh
-episodes: before saving, `cut_episodes(seed)` closes the episodes in progress
-(rows for the replay, as after a time limit) and resets the envs; after
-`load_state_dict` the next `step()` resets them (or call `reset_envs(seed)`).
+episodes: after `load_state_dict` the next `step()` resets the envs (or call
+`reset_envs(seed)`), and `closing_rows(obs)` gives the replay the rows that end
+the streams the checkpoint left open. `cut_episodes(seed)` does both at once
+(for bit-exact resume: the uninterrupted run cuts its games at the same step).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from wnrl.accel import resolve_device
 from wnrl.config import ActorConfig
-from wnrl.learner import resolve_device
+from wnrl.core.types import Episode, Transition
 from wnrl.nn import fold_weight_norm
-from wnrl.replay import Transition
 from wnrl.schedules import linear_epsilon
 
 
-@dataclass(frozen=True)
-class Episode:
-    """A finished game: raw return (score), length in env steps, which env of the vector."""
+def closing_rows(obs: np.ndarray) -> Transition:
+    """Rows that end the episodes in progress as a time limit would (truncation).
 
-    ret: float
-    length: int
-    env_index: int
+    `obs` (uint8[N, C, H, W] | float32[N, D]) is each env's current observation; the rows
+    are autoreset rows (valid=False, reward 0, flags False), exactly what the env emits
+    after a truncation, so the last real transitions of each stream bootstrap from it.
+    """
+    n = obs.shape[0]
+    return Transition(obs=obs, action=np.zeros(n, np.int64), reward=np.zeros(n, np.float32),
+                      terminal=np.zeros(n, bool), truncated=np.zeros(n, bool),
+                      valid=np.zeros(n, bool))
 
 
 class Actor:
@@ -148,16 +152,10 @@ class Actor:
     def cut_episodes(self, seed: int | None = None) -> Transition:
         """End every episode in progress here, as a time limit would, and reset the envs.
 
-        Returns the rows that close the cut episodes for the replay: the current
-        observation as an autoreset row (valid=False, reward 0, flags False), exactly
-        what the env emits after a truncation, so the last real transitions bootstrap
-        from it. Unfinished episodes are not reported. Used before checkpoints, since
-        the env's state cannot be saved.
+        Returns `closing_rows(self.obs)` for the replay. Unfinished episodes are not
+        reported. Used before checkpoints when `train.exact_resume` is on.
         """
-        n = self.num_envs
-        closing = Transition(obs=self.obs, action=np.zeros(n, np.int64),
-                             reward=np.zeros(n, np.float32), terminal=np.zeros(n, bool),
-                             truncated=np.zeros(n, bool), valid=np.zeros(n, bool))
+        closing = closing_rows(self.obs)
         self.reset_envs(seed)
         return closing
 

@@ -36,6 +36,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from torch import Tensor
 
 from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
@@ -54,17 +55,25 @@ class LockedReplay:
         self.inner = replay
         self.lock = threading.Lock()
 
-    def add(self, t: Transition) -> None:
+    def add(self, transition: Transition) -> None:
         with self.lock:
-            self.inner.add(t)
+            self.inner.add(transition)
 
     def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
         with self.lock:
             return self.inner.sample(batch_size, beta=beta)
 
-    def update_priorities(self, index: Any, priority: Any) -> None:
+    def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
         with self.lock:
             self.inner.update_priorities(index, priority)
+
+    def state_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.inner.load_state_dict(state)
 
     def __len__(self) -> int:
         return len(self.inner)

@@ -1,4 +1,4 @@
-"""Speed, overhead and memory figures (DESIGN section 6), all measured in one run.
+"""Speed, overhead and memory figures (targets in docs/performance.md), all measured in one run.
 
     python scripts/benchmark.py [--quick] [--device cpu] [--game pong] [--json PATH]
 
@@ -6,13 +6,14 @@ Shared machines are noisy, so every comparison is a ratio of timings taken
 interleaved in the same process (A, B, C, A, B, C, ...), each the median of
 repeats. The seven measurements:
 
-1. learner update (forward, backward, optimizer step, target forward) per norm
-   and batch size, ratio to the standard network;
+1. learner update (forward, backward, optimizer step, target forward) per norm,
+   batch size and learner mode (eager or compiled, fp32 or bf16), as ratios to the
+   standard network in the same mode and to the eager fp32 update of the same norm;
 2. actor forward over N envs: folded WN, unfolded WN, standard; and the fold
    (`Learner.weights()`) paid at every actor weight sync;
 3. replay: bytes per transition at capacity 1M (allocated), add and sample times;
 4. raw env steps/s of the Atari vector env;
-5. the learner-only bound: updates/s x env steps per update;
+5. the learner-only bound: updates/s x env steps per update, in the default mode;
 6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
 7. the peer (Stable-Baselines3 DQN, `wnrl.benchmark_peer`) on the same settings.
 """
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wnrl.accel import compiler_available, native_bf16, resolve_device
 from wnrl.actor import Actor
 from wnrl.config import (
     ActorConfig,
@@ -43,7 +45,7 @@ from wnrl.config import (
     ReplayConfig,
     TrainConfig,
 )
-from wnrl.learner import Learner, resolve_device
+from wnrl.learner import Learner
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
 from wnrl.recipe import NORMS
@@ -69,6 +71,9 @@ class BenchConfig:
     target_update_period: int = 1_000  # updates
     agent: str = "wn_dqn"
     peer: bool = True
+    compile: str = "auto"  # learner mode of the bound and end-to-end runs (the default mode)
+    precision: str = "auto"
+    modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchConfig:
@@ -91,8 +96,8 @@ def check_device(device: str) -> str | None:
     return None
 
 
-def median_time(fn: Callable[[], object], n: int) -> float:
-    """Seconds per call of `fn`, over `n` calls (after one warm-up call). Every function
+def mean_time(fn: Callable[[], object], n: int) -> float:
+    """Mean seconds per call of `fn` over `n` calls (after one warm-up call). Every function
     timed here ends with a device-to-host copy, so CUDA work is finished when it returns."""
     fn()
     t0 = time.perf_counter()
@@ -106,7 +111,7 @@ def interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> d
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            times[k].append(median_time(fn, n))
+            times[k].append(mean_time(fn, n))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -118,16 +123,41 @@ def random_batch(rng: np.random.Generator, b: int, num_actions: int) -> Batch:
                  nxt, np.ones(b, np.float32), np.arange(b, dtype=np.int64))
 
 
+def learner_modes(device: str, only: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(compile, precision) pairs to time on `device`: eager and compiled (where a compiler
+    works), fp32 and bf16 (where bf16 is native); eager fp32 (the reference) always, and
+    of the others only those named in `only` if it is not empty."""
+    dev = resolve_device(device)
+    compiles = ["false"] + (["true"] if compiler_available(dev) is None else [])
+    precisions = ["fp32"] + (["bf16"] if native_bf16(dev) else [])
+    return [(c, p) for c in compiles for p in precisions
+            if not only or mode_name(c, p) in only or (c, p) == ("false", "fp32")]
+
+
+def mode_name(compile_: str, precision: str) -> str:
+    return f"{'compiled' if compile_ == 'true' else 'eager'} {precision}"
+
+
 def bench_learner(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
-    """1. ms per update for every norm and batch size; ratios to norm=none."""
+    """1. ms per update for every norm, batch size and learner mode (all interleaved);
+    `ratio`: to norm=none in the same mode; `speedup`: eager fp32 time / this time."""
     rng, out = np.random.default_rng(0), {}
+    modes = learner_modes(bc.device, bc.modes)
     for b in bc.batch_sizes:
         batch = random_batch(rng, b, num_actions)
-        cfg = LearnerConfig(optimizer="adam", batch_size=b, device=bc.device)
-        learners = {n: Learner(make_q_network(OBS, num_actions, norm=n), cfg) for n in NORMS}
-        t = interleaved({n: (lambda lr=lr, b=batch: lr.update(b)) for n, lr in learners.items()},
+        learners = {}
+        for c, p in modes:
+            cfg = LearnerConfig(optimizer="adam", batch_size=b, device=bc.device, compile=c,
+                                precision=p)
+            for n in NORMS:
+                learners[(mode_name(c, p), n)] = Learner(make_q_network(OBS, num_actions,
+                                                                        norm=n), cfg)
+        t = interleaved({k: (lambda lr=lr, b=batch: lr.update(b)) for k, lr in learners.items()},
                         bc.updates_per_round, bc.repeats)
-        out[f"batch{b}"] = {n: {"ms": 1e3 * t[n], "ratio": t[n] / t["none"]} for n in NORMS}
+        out[f"batch{b}"] = {
+            m: {n: {"ms": 1e3 * t[(m, n)], "ratio": t[(m, n)] / t[(m, "none")],
+                    "speedup": t[("eager fp32", n)] / t[(m, n)]} for n in NORMS}
+            for m in dict.fromkeys(m for m, _ in learners)}
     return out
 
 
@@ -148,9 +178,9 @@ def bench_actor(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
     t = interleaved({k: (lambda m=m: forward(m)) for k, m in nets.items()}, n, bc.repeats)
     out: dict[str, Any] = {k: {"ms": 1e3 * v, "ratio": v / t["standard"]} for k, v in t.items()}
     learner = Learner(make_q_network(OBS, num_actions, norm="weight"),
-                      LearnerConfig(device=bc.device))
+                      LearnerConfig(device=bc.device, compile="false", precision="fp32"))
     out["fold_ms"] = 1e3 * statistics.median(
-        median_time(learner.weights, bc.updates_per_round) for _ in range(bc.repeats))
+        mean_time(learner.weights, bc.updates_per_round) for _ in range(bc.repeats))
     return out
 
 
@@ -200,7 +230,8 @@ def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
         network=NetworkConfig(),
         replay=ReplayConfig(capacity=bc.replay_capacity),
         learner=LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
-                              target_update_period=bc.target_update_period),
+                              target_update_period=bc.target_update_period,
+                              compile=bc.compile, precision=bc.precision),
         actor=ActorConfig(eps_start=0.01, eps_end=0.01),
         train=TrainConfig(total_steps=bc.learning_starts + bc.measure_steps + 10 * bc.num_envs,
                           learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
@@ -248,15 +279,23 @@ def bench_end_to_end(bc: BenchConfig, mode: str) -> dict[str, Any]:
             "updates_per_env_step": updates / steps, "env_steps": steps, "seconds": dt}
 
 
-def bench_bound(bc: BenchConfig, num_actions: int = 6) -> float:
-    """5. learner-only env steps/s: updates/s of the agent's network at batch 32 x 4."""
-    from wnrl.agents import get_agent
+class Bound:
+    """5. learner-only env steps/s: updates/s of the agent's network at batch 32 x 4, in
+    the benchmark's learner mode (one learner, compiled once, timed whenever asked)."""
 
-    learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
-                      LearnerConfig(optimizer="adam", batch_size=32, device=bc.device))
-    batch = random_batch(np.random.default_rng(4), 32, num_actions)
-    t = interleaved({"u": lambda: learner.update(batch)}, bc.updates_per_round, bc.repeats)
-    return 4.0 / t["u"]
+    def __init__(self, bc: BenchConfig, num_actions: int = 6) -> None:
+        from wnrl.agents import get_agent
+
+        self.bc = bc
+        self.learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
+                               LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
+                                             compile=bc.compile, precision=bc.precision))
+        self.batch = random_batch(np.random.default_rng(4), 32, num_actions)
+
+    def measure(self) -> float:
+        t = interleaved({"u": lambda: self.learner.update(self.batch)},
+                        self.bc.updates_per_round, self.bc.repeats)
+        return 4.0 / t["u"]
 
 
 def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -267,15 +306,17 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         log(f"measuring {name} ...")
         res[name] = fn(bc)
     # the bound is measured right before and after each end-to-end run (the load drifts)
-    bounds = [bench_bound(bc)]
+    bound = Bound(bc)
+    bounds = [bound.measure()]
     for mode in ("sync", "async"):
         log(f"measuring end-to-end {mode} ...")
         e2e = bench_end_to_end(bc, mode)
-        bounds.append(bench_bound(bc))
+        bounds.append(bound.measure())
         e2e["bound_env_steps_per_s"] = (bounds[-2] + bounds[-1]) / 2
         e2e["ratio_to_bound"] = e2e["env_steps_per_s"] / e2e["bound_env_steps_per_s"]
         res[f"e2e_{mode}"] = e2e
-    res["bound"] = {"agent": bc.agent, "env_steps_per_s": statistics.median(bounds),
+    res["bound"] = {"agent": bc.agent, "mode": bound.learner.mode,
+                    "env_steps_per_s": statistics.median(bounds),
                     "updates_per_s": statistics.median(bounds) / 4, "runs": bounds}
     if bc.peer:
         from wnrl.benchmark_peer import bench_peer
@@ -304,13 +345,14 @@ def save_json(res: dict[str, Any], path: str | Path) -> None:
 
 
 def format_table(res: dict[str, Any]) -> str:
-    """The results as a Markdown table with the DESIGN section 6 target beside each ratio."""
+    """The results as a Markdown table with the target (docs/performance.md) beside each ratio."""
     rows = [("measurement", "value", "ratio", "target")]
-    for bkey, per in res["learner"].items():
-        for n, v in per.items():
-            tgt = {"weight": "<= 1.05", "batch": "(paper: ~1.16)"}.get(n, "")
-            rows.append((f"update {bkey}, norm={n}", f"{v['ms']:.2f} ms", f"{v['ratio']:.3f}",
-                         tgt))
+    for bkey, modes in res["learner"].items():
+        for mode, per in modes.items():
+            for n, v in per.items():
+                tgt = {"weight": "<= 1.05", "batch": "(paper: ~1.16)"}.get(n, "")
+                rows.append((f"update {bkey}, {mode}, norm={n}", f"{v['ms']:.2f} ms",
+                             f"{v['ratio']:.3f} (x{v['speedup']:.2f} vs eager fp32)", tgt))
     a = res["actor"]
     for k in ("standard", "folded_wn", "unfolded_wn"):
         rows.append((f"actor forward {res['config']['num_envs']} envs, {k}",
@@ -327,7 +369,7 @@ def format_table(res: dict[str, Any]) -> str:
     rows.append(("env steps/s (raw, random actions)", f"{res['env']['env_steps_per_s']:.0f}",
                  "", ""))
     b = res["bound"]
-    rows.append((f"learner-only bound ({b['agent']}, batch 32)",
+    rows.append((f"learner-only bound ({b['agent']}, {b['mode']}, batch 32)",
                  f"{b['env_steps_per_s']:.0f} steps/s", "", ""))
     for mode in ("sync", "async"):
         e = res[f"e2e_{mode}"]
@@ -336,7 +378,7 @@ def format_table(res: dict[str, Any]) -> str:
     p = res.get("peer")
     if p and "env_steps_per_s" in p:
         rows.append((f"peer SB3 {p['version']} DQN", f"{p['env_steps_per_s']:.0f} steps/s",
-                     f"wnrl {p['wnrl_ratio']:.2f}x", ">= 3"))
+                     f"wnrl {p['wnrl_ratio']:.2f}x", ">= 2.5 (stretch 3)"))
     elif p:
         rows.append(("peer", p.get("skipped", "?"), "", ""))
     lines = ["| " + " | ".join(row) + " |" for row in rows]

@@ -3,8 +3,11 @@
 Loaded only at the edge (scripts): `load_config(yaml_path, overrides)` merges,
 lowest first, the dataclass defaults, the agent recipe's defaults, the YAML
 file and `key=value` overrides (OmegaConf does the parsing, merging and type
-checking). Each dataclass validates its ranges in `__post_init__`; every
-problem is raised as `ConfigError` with a one-line message naming the key.
+checking). A YAML file may start from others: `base: pong.yaml` (or a list,
+paths relative to the file) merges those first, so a per-environment base holds
+the recipe and each agent variant is a line or two (`configs/README.md`). Each
+dataclass validates its ranges in `__post_init__`; every problem is raised as
+`ConfigError` with a one-line message naming the key.
 
 Units are stated per field: *env steps* count single-env transitions (a vector
 step of N envs is N env steps), *updates* count learner minibatch updates,
@@ -120,8 +123,19 @@ class LearnerConfig:
     double_dqn: bool = False  # Double DQN targets (van Hasselt et al. 2016)
     max_grad_norm: float | None = 10.0  # global gradient-norm clip; null = off
     device: str = "auto"  # cpu | cuda | auto
+    # torch.compile of the update (forward, loss, backward, optimizer step): auto = where a
+    # compiler works (else eager, with a log line) | true | false. Measured on a 2-core CPU:
+    # docs/results/learner_modes.md.
+    compile: str = "auto"
+    # bf16 autocast of the network forwards (weights, optimizer state, loss and the WN norm
+    # stay fp32): auto = bf16 where the hardware runs it natively (wnrl.accel) | bf16 | fp32.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        for key in ("compile", "precision"):  # YAML `true` arrives as "True"
+            object.__setattr__(self, key, str(getattr(self, key)).lower())
+        _one_of("learner.compile", self.compile, ("auto", "true", "false"))
+        _one_of("learner.precision", self.precision, ("auto", "bf16", "fp32"))
         _one_of("learner.optimizer", self.optimizer, ("adam", "adamax", "rmsprop"))
         _check(self.lr > 0, "learner.lr", "> 0", self.lr)
         _check(0.0 <= self.beta1 < 1.0, "learner.beta1", "in [0, 1)", self.beta1)
@@ -189,6 +203,11 @@ class TrainConfig:
     eval_period: int = 250_000  # env steps between evaluations; 0 = never
     checkpoint_period: int = 100_000  # env steps between checkpoints
     keep_checkpoints: int = 3  # newest checkpoints kept in checkpoints/
+    # Checkpoints leave the games in progress alone (a resume starts new games, since the
+    # emulator state cannot be saved). True: every checkpoint cuts them and resets the envs,
+    # so a resumed run is bit-identical to an uninterrupted one, at the price of training
+    # curves that never show a game longer than checkpoint_period / num_envs agent steps.
+    exact_resume: bool = False
     log_period: int = 1_000  # env steps between scalar logs
     noise_period: int = 50_000  # env steps between minibatch-noise diagnostics; 0 = never
     stop_return: float | None = None  # stop early once the mean raw return reaches this
@@ -310,16 +329,32 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides: {_one_line(exc)}") from None
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
+    """A YAML config file with its `base:` files merged under it (depth first)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config file {path} is its own base: {chain}")
     try:
         data = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several classes
         raise ConfigError(f"cannot parse config file {path}: {_one_line(exc)}") from None
     if not isinstance(data, DictConfig):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not a list or value")
-    return data
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    names = [bases] if isinstance(bases, str) else list(bases) if OmegaConf.is_list(bases) \
+        else None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"base={bases!r} in {path} is invalid: must be a file name or a "
+                          f"list of file names")
+    merged = OmegaConf.create({})
+    for name in names:
+        merged = OmegaConf.merge(merged, _read_yaml(path.parent / name,
+                                                    (*_seen, path.resolve())))
+    return OmegaConf.merge(merged, data)  # type: ignore[return-value]
 
 
 def build_config(*layers: tuple[Any, str]) -> Config:

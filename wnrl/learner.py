@@ -13,69 +13,78 @@ observations travel to the device as uint8 and the network scales them there.
 
 Run `data_dependent_init` on the network before building the learner, or call
 `sync_target()` afterwards so the target starts from the initialized weights.
+
+Speed options (`cfg.compile`, `cfg.precision`; `auto` values resolved by
+`wnrl.accel`). The update is two functions: the loss (online and target
+forwards, TD targets, weighted mean), whose backward AOTAutograd compiles with
+it, and the optimizer step (gradient-norm clip and the optimizer's update).
+With `compile` both are `torch.compile`d with `fullgraph=True`, so a graph
+break is an error, not a silent slowdown; the first call compiles (tens of
+seconds on a CPU: `warming_up` tells callers to announce it). With `bf16` the
+network forwards run under bf16 autocast and return fp32 Q-values, so the
+weights, the optimizer state, the TD targets and loss, and the WN norm `||v||`
+(computed from the fp32 parameters outside any matmul) stay fp32.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from wnrl.accel import resolve_compile, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
+from wnrl.core.types import Batch, UpdateMetrics
 from wnrl.losses import LossFn, TensorBatch, make_loss
 from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
 
-if TYPE_CHECKING:
-    from wnrl.replay import Batch
+OptimizerFactory = Callable[[Iterable[Tensor], LearnerConfig, bool], torch.optim.Optimizer]
 
-OptimizerFactory = Callable[[Iterable[Tensor], LearnerConfig, torch.device], torch.optim.Optimizer]
-
-# Name -> constructor. Implementation choices measured on a Nature CNN (1.7M parameters,
-# CPU, one thread): Adam fused 1.0 ms/step vs foreach 3.0 vs single-tensor 8.7; Adamax
-# and RMSprop have no fused kernel and foreach is as fast or faster than a Python loop.
+# Name -> constructor(params, cfg, compiled). Implementation choices measured on a Nature
+# CNN (1.7M parameters, CPU, one thread): eager Adam fused 1.0 ms/step vs foreach 3.0 vs
+# single-tensor 8.7; Adamax and RMSprop have no fused kernel and foreach is as fast or
+# faster than a Python loop. torch.compile refuses to trace the fused kernel, and turns
+# the foreach form into fused kernels of its own, so a compiled update uses foreach.
 OPTIMIZERS: dict[str, OptimizerFactory] = {
-    "adam": lambda params, cfg, device: torch.optim.Adam(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True),
-    "adamax": lambda params, cfg, device: torch.optim.Adamax(
+    "adam": lambda params, cfg, compiled: torch.optim.Adam(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+        **({"foreach": True} if compiled else {"fused": True})),
+    "adamax": lambda params, cfg, compiled: torch.optim.Adamax(
         params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True),
-    "rmsprop": lambda params, cfg, device: torch.optim.RMSprop(
+    "rmsprop": lambda params, cfg, compiled: torch.optim.RMSprop(
         params, lr=cfg.lr, alpha=cfg.beta2, eps=cfg.eps, centered=False, foreach=True),
 }
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`"auto"` -> cuda when available, else cpu; anything else as `torch.device`."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+IMPLEMENTATION_FLAGS = ("fused", "foreach")  # per param group; not part of a checkpoint
 
 
 def make_optimizer(params: Iterable[Tensor], cfg: LearnerConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer `cfg.optimizer` names, from the `OPTIMIZERS` table."""
+                   compiled: bool = False) -> torch.optim.Optimizer:
+    """The optimizer `cfg.optimizer` names, from the `OPTIMIZERS` table, in the form that
+    is fastest eagerly or, with `compiled`, under torch.compile."""
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose one of "
                          + ", ".join(OPTIMIZERS))
-    return OPTIMIZERS[cfg.optimizer](params, cfg, device)
+    return OPTIMIZERS[cfg.optimizer](params, cfg, compiled)
 
 
-@dataclass(frozen=True)
-class UpdateMetrics:
-    """Results of one update. `td_abs`: float32[B], |target - Q| per sample (for priorities)."""
+class Autocast(nn.Module):
+    """`net` under autocast to `dtype`, returning fp32 outputs: Q-values, and what the loss
+    computes from them, stay fp32. Shares `net`'s parameters (no copy)."""
 
-    loss: float  # importance-weighted mean TD loss
-    q_mean: float  # mean Q_online(obs, action) over the batch
-    grad_norm: float  # global gradient norm before clipping
-    td_abs: np.ndarray
+    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net, self.device_type, self.dtype = net, device_type, dtype
 
-    def scalars(self) -> dict[str, float]:
-        """The scalar metrics, for logging."""
-        return {"loss": self.loss, "q_mean": self.q_mean, "grad_norm": self.grad_norm}
+    def forward(self, x: Tensor) -> Tensor:
+        """x: uint8[B, C, H, W] | float32[B, D] -> float32[B, A]."""
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.net(x).float()
 
 
 def _total_norm(grads: list[Tensor]) -> Tensor:
@@ -108,9 +117,28 @@ class Learner:
         self.target_net = fold_weight_norm(self.target) if self._wn else self.target
         self.loss_fn: LossFn = make_loss(cfg) if loss_fn is None else loss_fn
         self._params = [p for p in self.online.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self._params, cfg, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.compiled, self.compile_note = resolve_compile(cfg.compile, self.device)
+        self.optimizer = make_optimizer(self._params, cfg, self.compiled)
         self._pin = self.device.type == "cuda"
         self._num_updates = 0
+        self._loss_online, self._loss_target = self.online, self.target_net
+        if self.precision == "bf16":
+            self._loss_online = Autocast(self.online, self.device.type, torch.bfloat16)
+            self._loss_target = Autocast(self.target_net, self.device.type, torch.bfloat16)
+        self._raw_step = inspect.unwrap(type(self.optimizer).step)
+        self._loss_step: Callable[[TensorBatch], tuple[Tensor, ...]] = self._loss
+        self._opt_step: Callable[[], Tensor] = self._optimizer_step
+        if self.compiled:
+            self._loss_step = torch.compile(self._loss, fullgraph=True, dynamic=False)
+            self._opt_step = torch.compile(self._optimizer_step, fullgraph=True, dynamic=False)
+        self.warming_up = self.compiled  # the next update compiles
+        self.compile_seconds: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """The update's mode for logs and benchmarks, e.g. `compiled bf16` or `eager fp32`."""
+        return f"{'compiled' if self.compiled else 'eager'} {self.precision}"
 
     @property
     def num_updates(self) -> int:
@@ -149,23 +177,41 @@ class Learner:
         self.online.train()
         if self.target_net.training:
             self.target_net.eval()
-        out = self.loss_fn(self.online, self.target_net, tb)
-        loss = (tb.weight.to(out.loss.dtype) * out.loss).mean()
+        start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
+        loss, q, td = self._loss_step(tb)
         loss.backward()
+        grad_norm = self._opt_step()
+        if self.warming_up:
+            self.warming_up, self.compile_seconds = False, time.perf_counter() - start
+        self._num_updates += 1
+        if self._num_updates % self.cfg.target_update_period == 0:
+            self.sync_target()
+        scalars = torch.stack([loss.detach(), q.mean(), grad_norm.to(loss.device)])
+        host = torch.cat([scalars.float(), td.abs().float()]).cpu().numpy()
+        return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
+                             grad_norm=float(host[2]), td_abs=host[3:])
+
+    def _loss(self, tb: TensorBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """(weighted mean loss with grad, Q(obs, action) float32[B], TD error float32[B])."""
+        out = self.loss_fn(self._loss_online, self._loss_target, tb)
+        loss = (tb.weight.to(out.loss.dtype) * out.loss).mean()
+        return loss, out.q, out.td_error
+
+    @torch.no_grad()
+    def _optimizer_step(self) -> Tensor:
+        """Clip the gradients' global norm (if configured), step; the norm before clipping.
+
+        The optimizer's own `step` is called unwrapped: its wrapper only turns grad mode
+        off (done here) around two deliberate graph breaks, which would split the
+        compiled step in three."""
         if self.cfg.max_grad_norm is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm,
                                                        foreach=True)
         else:
             grad_norm = _total_norm([p.grad for p in self._params if p.grad is not None])
-        self.optimizer.step()
-        self._num_updates += 1
-        if self._num_updates % self.cfg.target_update_period == 0:
-            self.sync_target()
-        scalars = torch.stack([loss.detach(), out.q.mean(), grad_norm.to(loss.device)])
-        host = torch.cat([scalars.float(), out.td_error.abs().float()]).cpu().numpy()
-        return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
-                             grad_norm=float(host[2]), td_abs=host[3:])
+        self._raw_step(self.optimizer)
+        return grad_norm
 
     @torch.no_grad()
     def weights(self) -> dict[str, Tensor]:
@@ -189,5 +235,9 @@ class Learner:
         self.target.load_state_dict(state["target"])
         self.target.eval()
         self._refresh_target_net()
+        flags = [{k: g[k] for k in IMPLEMENTATION_FLAGS if k in g}
+                 for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, own in zip(self.optimizer.param_groups, flags):  # a checkpoint written
+            group.update(own)  # eagerly (fused) must load into a compiled learner, and back
         self._num_updates = int(state["num_updates"])

@@ -14,12 +14,12 @@ Rows are named by global ids `t * num_envs + s` (int64, `Batch.index`).
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from wnrl.config import ConfigError, ReplayConfig
+from wnrl.core.types import Batch, Transition
 from wnrl.sum_tree import SumTree
 
 VALID, TERMINAL, TRUNCATED = np.uint8(1), np.uint8(2), np.uint8(4)  # row flag bits
@@ -29,27 +29,7 @@ class ReplayMemoryError(ConfigError, MemoryError):
     """The replay's arrays do not fit in available memory (one-line message)."""
 
 
-class Transition(NamedTuple):
-    """Actor -> replay: one row per env, emitted at every env step (N = num_envs)."""
-
-    obs: np.ndarray  # uint8[N, C, 84, 84] | float32[N, D]: obs the action was taken at
-    action: np.ndarray  # int64[N]
-    reward: np.ndarray  # float32[N] training reward (clipped if configured)
-    terminal: np.ndarray  # bool[N] no bootstrap after this step
-    truncated: np.ndarray  # bool[N] episode cut by the time limit: bootstrap
-    valid: np.ndarray  # bool[N] False: obs is a final observation, this step the autoreset
-
-
-class Batch(NamedTuple):
-    """Replay -> learner; target = reward + discount * max_a Q_target(next_obs, a)."""
-
-    obs: np.ndarray  # uint8[B, C, 84, 84] | float32[B, D]
-    action: np.ndarray  # int64[B]
-    reward: np.ndarray  # float32[B] n-step discounted return
-    discount: np.ndarray  # float32[B] gamma**m, 0 if the window hit a terminal
-    next_obs: np.ndarray  # like obs: observation m steps later (zeros if unused and unseen)
-    weight: np.ndarray  # float32[B] importance weight (1 for uniform)
-    index: np.ndarray  # int64[B] global row ids (t * num_envs + stream)
+__all__ = ["Batch", "ReplayBuffer", "ReplayMemoryError", "Transition", "n_step_targets"]
 
 
 def n_step_targets(
@@ -181,22 +161,22 @@ class ReplayBuffer:
     def _pos(self, row: np.ndarray, stream: np.ndarray) -> np.ndarray:
         return stream * self.ring + row % self.ring
 
-    def add(self, t: Transition) -> None:
+    def add(self, transition: Transition) -> None:
         """Store one row per env stream (every env step, valid or not). Shapes: Transition."""
         n, slot = self.num_envs, self._t % self.ring
-        obs = np.asarray(t.obs)
+        obs = np.asarray(transition.obs)
         if obs.shape != (n, *self.obs_shape):
             raise ValueError(f"replay.add: obs shape {obs.shape} != {(n, *self.obs_shape)}")
-        valid = np.asarray(t.valid, dtype=bool)
+        valid = np.asarray(transition.valid, dtype=bool)
         if self._tree is not None:  # rows about to leave the sampleable range
             old = np.arange(self._lo(self._t), self._lo(self._t + 1))
             self._tree.set(self._pos(old[None, :], np.arange(n)[:, None]).ravel(), 0.0)
         pos = np.arange(n) * self.ring + slot
         self._frames[pos] = obs[:, -1] if self._stacked else obs
-        self._action[pos] = t.action
-        self._reward[pos] = t.reward
-        self._flags[pos] = (valid * VALID | np.asarray(t.terminal, bool) * TERMINAL
-                            | np.asarray(t.truncated, bool) * TRUNCATED)
+        self._action[pos] = transition.action
+        self._reward[pos] = transition.reward
+        self._flags[pos] = (valid * VALID | np.asarray(transition.terminal, bool) * TERMINAL
+                            | np.asarray(transition.truncated, bool) * TRUNCATED)
         if self._t > 0:  # an episode that ends without a done flag ends by truncation
             prev = pos - 1 if slot > 0 else pos + self.ring - 1
             open_end = ~valid & ((self._flags[prev] & (TERMINAL | TRUNCATED)) == 0)

@@ -1,4 +1,4 @@
-"""The training loop: wires env, actor, replay and learner (DESIGN section 2).
+"""The training loop: wires env, actor, replay and learner (docs/ARCHITECTURE.md).
 
 `build(cfg)` makes the parts; `Trainer` runs the synchronous loop: one vector
 env step (N env steps) by the actor, its rows into the replay, then as many
@@ -9,11 +9,13 @@ For a seed on CPU the run is deterministic (same seed, same losses).
 Checkpoints (every `train.checkpoint_period` env steps, at the end, and on
 SIGINT/SIGTERM) hold everything to continue: networks, optimizer, counters,
 RNG states, the config and, if `replay.save_in_checkpoint`, the replay. The
-env's emulator state cannot be saved, so every checkpoint *cuts* the
-episodes in progress (their last transitions bootstrap, like a time-limit
-truncation) and resets the envs from a seed derived from the step. The
-uninterrupted run does the same, which is what makes a resumed run
-identical to it.
+env's emulator state cannot be saved, so a resumed run starts new games: the
+games in progress at the checkpoint end there, by truncation, for the replay
+(their last transitions bootstrap) and are not logged. Checkpoints leave the
+running games alone, so the training curve sees every game whole. With
+`train.exact_resume` every checkpoint instead cuts the games in progress and
+resets the envs from a seed derived from the step, in the uninterrupted run
+too, which makes a resumed run bit-identical to it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from wnrl import checkpoint as ckpt
-from wnrl.actor import Actor
+from wnrl.actor import Actor, closing_rows
 from wnrl.agents import get_agent
 from wnrl.async_train import async_loop
 from wnrl.config import Config, ConfigError, to_dict
@@ -43,7 +45,7 @@ from wnrl.networks import make_q_network
 from wnrl.nn import data_dependent_init
 from wnrl.recipe import AgentRecipe
 from wnrl.replay import ReplayBuffer
-from wnrl.schedules import linear_schedule
+from wnrl.schedules import priority_beta
 from wnrl.signals import StopFlag
 
 
@@ -140,8 +142,8 @@ class Trainer:
     def beta(self, step: int) -> float:
         """Prioritized replay's importance-sampling exponent at `step`."""
         r = self.cfg.replay
-        return linear_schedule(step, self.cfg.train.total_steps, r.priority_beta_start,
-                               r.priority_beta_end, 1.0)
+        return priority_beta(step, self.cfg.train.total_steps, r.priority_beta_start,
+                             r.priority_beta_end)
 
     def _learn(self, step: int) -> None:
         base_step, base_updates = self.update_base
@@ -160,7 +162,12 @@ class Trainer:
         """One learner update on a replay batch; True when the actor's weights are due."""
         lr, cfg = self.p.learner, self.cfg
         batch = self.p.replay.sample(cfg.learner.batch_size, beta=beta)
+        warming_up = lr.warming_up
+        if warming_up:
+            self.log.message(f"compiling the learner update ({lr.mode}; once per process)...")
         m = lr.update(batch)
+        if warming_up:
+            self.log.message(f"learner update compiled in {lr.compile_seconds:.1f} s")
         if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
             raise NonFiniteError(
                 f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
@@ -211,11 +218,23 @@ class Trainer:
     def reset_seed(self, step: int) -> int:
         return (self.cfg.seed * 1_000_003 + step) % 2**31
 
+    def open_streams(self) -> np.ndarray | None:
+        """The observation each replay stream's open episode would continue from
+        (uint8[N, C, H, W] | float32[N, D]), saved with the replay so that a resumed run
+        can end those episodes by truncation before it starts new games."""
+        return self.p.actor.obs
+
     def save_checkpoint(self, step: int) -> Path:
-        """Cut episodes, reset envs (see module doc), then write the checkpoint atomically."""
+        """Write the checkpoint atomically (with `train.exact_resume`, first cut the games
+        in progress and reset the envs; see module doc)."""
         if self.last_checkpoint is not None and self.last_checkpoint[0] == step:
             return self.last_checkpoint[1]  # already saved at this step
-        self.p.replay.add(self.p.actor.cut_episodes(self.reset_seed(step)))
+        save_replay = self.cfg.replay.save_in_checkpoint
+        open_obs = None
+        if self.cfg.train.exact_resume:
+            self.p.replay.add(self.p.actor.cut_episodes(self.reset_seed(step)))
+        elif save_replay:
+            open_obs = self.open_streams()
         payload = {
             "signature": network_signature(self.cfg, self.p),
             "config": to_dict(self.cfg),
@@ -224,7 +243,8 @@ class Trainer:
             "update_base": list(self.update_base),
             "learner": self.p.learner.state_dict(),
             "actor": self.p.actor.state_dict(),
-            "replay": self.p.replay.state_dict() if self.cfg.replay.save_in_checkpoint else None,
+            "replay": self.p.replay.state_dict() if save_replay else None,
+            "open_obs": open_obs,
             "torch_rng": torch.get_rng_state(),
             "saved_at": time.time(),
         }
@@ -252,8 +272,14 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.p.actor.reset_envs(self.reset_seed(step))
         self.p.actor.set_weights(self.p.learner.weights())
+        if not self.cfg.train.exact_resume:
+            notes.append(f"resumed at env step {step}: the emulator state cannot be saved, so "
+                         f"new games start here (the games in progress at the checkpoint "
+                         f"are not logged)")
         if state.get("replay") is not None:
             self.p.replay.load_state_dict(state["replay"])
+            if state.get("open_obs") is not None:
+                self.p.replay.add(closing_rows(np.asarray(state["open_obs"])))
         else:
             refill = step + self.cfg.train.learning_starts
             self.update_base = (refill, self.p.learner.num_updates)
@@ -272,8 +298,14 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> int:
         """Train until total_steps or a stop signal; returns the process exit code."""
+        self.log_learner_mode()
         step = LOOPS[self.cfg.train.mode](self, stop)
         return self._finish(step, stop)
+
+    def log_learner_mode(self) -> None:
+        lr = self.p.learner
+        self.log.message(f"learner: {lr.mode} update on {lr.device}"
+                         + (f"; {lr.compile_note}" if lr.compile_note else ""))
 
     def sync_loop(self, stop: StopFlag) -> int:
         """Alternate one actor step and the updates it makes due; returns the env step."""

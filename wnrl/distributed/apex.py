@@ -117,6 +117,7 @@ class ApexTrainer(Trainer):
     def run(self, stop: StopFlag) -> int:
         """Train until total_steps or a stop signal; returns the process exit code."""
         try:
+            self.log_learner_mode()
             return self._loop(stop)
         except (DistributedError, RayError) as exc:
             self.log.message(f"error: distributed training stopped: {_one_line(exc)}")
@@ -124,6 +125,11 @@ class ApexTrainer(Trainer):
         finally:
             self.pool.shutdown()
             cluster.shutdown(self.pool.owns_ray)
+
+    def open_streams(self) -> None:
+        """Nothing to save: a resumed run's fresh workers close their saved streams in the
+        shards themselves (a new incarnation ends the old one's episodes)."""
+        return None
 
     def _limiter(self) -> RateLimiter:
         return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,

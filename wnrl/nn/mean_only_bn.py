@@ -53,9 +53,10 @@ class MeanOnlyBatchNorm(nn.Module):
             self.bias.zero_()
 
     def batch_mean(self, x: Tensor) -> Tensor:
-        """float[C]: the mean of x: float[B, C, *] over every dim but dim 1."""
+        """float[C]: the mean of x: float[B, C, *] over every dim but dim 1, accumulated and
+        returned in the running mean's dtype (fp32 also for a bf16 x under autocast)."""
         dims = [0, *range(2, x.dim())]
-        return x.mean(dim=dims)
+        return x.mean(dim=dims, dtype=self.running_mean.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: float[B, C] or float[B, C, *] -> same shape."""

@@ -1,0 +1,91 @@
+"""What the hardware can do: device resolution, native bf16, a working compiler.
+
+The learner's speed options (`learner.compile`, `learner.precision`) resolve
+their `auto` values here, and an explicit request the machine cannot honour is
+refused with a one-line `ConfigError` before anything is written:
+
+- bf16 is *native* on a CPU with AVX512-BF16 or AMX (Linux `/proc/cpuinfo`
+  flags `avx512_bf16`, `amx_bf16`) and on CUDA GPUs of compute capability 8.0
+  (Ampere) or newer. Elsewhere bf16 autocast would be emulated and slower than
+  fp32, so `auto` means fp32 there and `bf16` is an error.
+- `torch.compile` (Inductor) needs a C++ compiler on CPU and Triton on CUDA.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import torch
+
+from wnrl.config import ConfigError
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`"auto"` -> cuda when available, else cpu; anything else as `torch.device`."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls/convs run natively on `device` (see module doc)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return any(f in _cpu_flags() for f in BF16_CPU_FLAGS)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`learner.precision` (fp32 | bf16 | auto) -> "fp32" or "bf16" on `device`."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        what = ("a CPU without avx512_bf16 or AMX" if device.type == "cpu"
+                else f"{device} (needs CUDA compute capability >= 8.0)")
+        raise ConfigError(f"learner.precision=bf16 cannot run natively on {what}: "
+                          f"use fp32 or auto")
+    return precision
+
+
+def compiler_available(device: torch.device) -> str | None:
+    """None if `torch.compile` (Inductor) can build kernels for `device`, else why not."""
+    if device.type == "cpu":
+        return None if (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")) \
+            else "no C++ compiler (g++, c++ or clang++) on PATH"
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed"
+        return None
+    return f"no Inductor backend for {device.type}"
+
+
+def resolve_compile(compile_: str, device: torch.device) -> tuple[bool, str | None]:
+    """`learner.compile` (auto | true | false) -> (compile?, note for the log or None)."""
+    if compile_ == "false":
+        return False, None
+    missing = compiler_available(device)
+    if missing is None:
+        return True, None
+    if compile_ == "true":
+        raise ConfigError(f"learner.compile=true cannot work on {device}: {missing}; "
+                          f"use auto or false")
+    return False, f"learner.compile=auto: running eagerly ({missing})"
