@@ -12,23 +12,29 @@
 #   install    the carried wheels (pip --no-index --find-links) and wnrl itself (--no-deps,
 #              editable), into PY's venv, or a new venv that sees PY's packages (torch stays);
 #   versions   GPU, driver, CUDA, torch and package versions (versions.json);
+#   compile    torch.compile of a tiny function on DEVICE; if it fails, the benchmark and the
+#              training run stay eager (learner.compile=false) and the step shows the error;
 #   tests      the CUDA-marked tests (pytest -m cuda tests/test_cuda.py; tests.xml);
-#   benchmark  scripts/benchmark.py --device DEVICE --num-envs N, at most B seconds (270)
-#              (benchmark.json; arguments after `--` go to it, e.g. -- --batch-sizes 32);
-#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml) on DEVICE for S seconds (120), then
+#   benchmark  scripts/benchmark.py --device DEVICE --num-envs N --batch-sizes 32: every
+#              learner mode per norm, the learner-only bound, end-to-end sync and async in
+#              the default mode; at most B seconds (240) (benchmark.json; arguments after
+#              `--` go to it and win, e.g. -- --batch-sizes 32 64);
+#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml) on DEVICE for S seconds (90), then
 #              SIGINT (it checkpoints and stops; the scores are the training episodes');
 #   report     gpu_check.json and gpu_check.md (scripts/gpu_report.py), printed at the end.
 # The exit code is 1 if any step failed, else 0.
 #
 # DIR defaults to $OUT (the device tool's output folder), else ./gpu_check_out. N defaults
 # to the core count (the Atari vector env runs one env per core). --tiny is the dry run for
-# a CPU machine: --device cpu, small sizes, all of it in a few minutes. On the GPU machine
-# the whole check takes about 6 minutes and at most 8.
+# a CPU machine: --device cpu, small sizes, eager only, all of it in a few minutes. On the
+# GPU machine the whole check should take about 6 minutes (most of it compiling learner
+# updates: one per norm and precision); the step limits add up to 10. To trim it, time
+# fewer modes: scripts/gpu_check.sh -- --modes compiled-bf16.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 DEVICE=cuda; DIR=${OUT:-gpu_check_out}; WHEELS=.gpu-wheels; PY=python3
-NUM_ENVS=$(nproc); TRAIN_SECONDS=120; BENCH_SECONDS=270; TINY=0; INSTALL=1; BENCH_EXTRA=()
+NUM_ENVS=$(nproc); TRAIN_SECONDS=90; BENCH_SECONDS=240; TINY=0; INSTALL=1; BENCH_EXTRA=()
 while (($#)); do
     case $1 in
         --device) DEVICE=$2; shift 2 ;;
@@ -107,20 +113,28 @@ then
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi > "$DIR/nvidia-smi.txt" 2>&1
 
+COMPILE_OK=1
+run compile 90 "$PY" -c "import torch; f = torch.compile(lambda x: torch.relu(x) * 2,
+fullgraph=True); print('torch.compile works:', f(torch.ones(4, device='$DEVICE')).tolist())"
+[[ $(tail -n 1 "$DIR/steps.tsv" | cut -f2) == 0 ]] || COMPILE_OK=0
+
 TESTS=(-m cuda)
 ((TINY)) && TESTS=()  # no CUDA here: run the cpu cases (the cuda ones skip)
-run tests 240 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_cuda.py \
+run tests 150 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_cuda.py \
     --junitxml "$DIR/tests.xml"
 
-BENCH=(--device "$DEVICE" --num-envs "$NUM_ENVS" --no-peer --json "$DIR/benchmark.json")
+BENCH=(--device "$DEVICE" --num-envs "$NUM_ENVS" --no-peer --json "$DIR/benchmark.json"
+       --batch-sizes 32)
 ((TINY)) && BENCH+=(--quick --repeats 1 --env-seconds 0.5 --learning-starts 300
                     --measure-steps 300 --replay-capacity 5000)
+((TINY || !COMPILE_OK)) && BENCH+=(--modes eager-fp32 eager-bf16 --compile false)
 run benchmark "$BENCH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" "${BENCH_EXTRA[@]}"
 
 TRAIN=(learner.device="$DEVICE" env.num_envs="$NUM_ENVS" train.runs_dir="$WORK/runs"
        train.run_name=gpu_check train.eval_period=0 train.log_period=10000)
 ((TINY)) && TRAIN+=(train.total_steps=3000 train.learning_starts=400 replay.capacity=5000
                     train.log_period=500 train.noise_period=0)
+((TINY || !COMPILE_OK)) && TRAIN+=(learner.compile=false)
 t0=$SECONDS
 log "train: Pong WN-DQN for ${TRAIN_SECONDS}s, then SIGINT (exit code 124 = stopped as planned)"
 timeout -s INT -k 60 "$TRAIN_SECONDS" "$PY" scripts/train.py --config configs/pong_wn_dqn.yaml \

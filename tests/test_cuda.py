@@ -82,8 +82,10 @@ def initialized_net(norm: str, seed: int = 0) -> nn.Module:
     return net
 
 
-def learner_cfg() -> LearnerConfig:
-    return LearnerConfig(device="cpu", lr=1e-4, target_update_period=2)
+def learner_cfg(**mode: str) -> LearnerConfig:
+    """Eager fp32 unless asked: the mode every device runs alike."""
+    return LearnerConfig(**{"device": "cpu", "lr": 1e-4, "target_update_period": 2,
+                            "compile": "false", "precision": "fp32", **mode})
 
 
 def on_device(module: nn.Module, device: str) -> bool:
@@ -120,6 +122,29 @@ def test_updates_match_cpu(device: str, norm: str, fp32: None) -> None:
         moved = max(float((a - b).abs().max()) for a, b in
                     zip(net.parameters(), ref.online.parameters(), strict=True))
     assert moved > 10 * ATOL  # the updates moved the weights by far more than the tolerance
+
+
+@pytest.mark.parametrize("device", DEVICES[1:])  # compiling a Nature CNN takes minutes on a CPU
+def test_default_mode_on_device_tracks_eager_fp32(device: str, fp32: None) -> None:
+    """`learner.compile=auto`, `learner.precision=auto` (compiled bf16 on an H100, what a
+    GPU run uses) against eager fp32 on the same device: close losses (5%: bf16 forwards),
+    the same Q-values after the updates within 5% of their scale, fp32 parameters."""
+    net = initialized_net("weight")
+    ref = Learner(copy.deepcopy(net), learner_cfg(), device=device)
+    fast = Learner(copy.deepcopy(net), learner_cfg(compile="auto", precision="auto"),
+                   device=device)
+    rtol = 1e-4 if fast.precision == "fp32" else 0.05
+    for k in range(3):
+        batch = atari_batch(seed=k)
+        m_ref, m_fast = ref.update(batch), fast.update(batch)
+        assert np.isfinite(list(m_fast.scalars().values())).all(), fast.mode
+        assert m_fast.loss == pytest.approx(m_ref.loss, rel=rtol, abs=1e-3), fast.mode
+    assert all(p.dtype == torch.float32 for p in fast.online.parameters())
+    probe = torch.as_tensor(atari_batch(b=32, seed=9).obs, device=device)
+    with torch.no_grad():
+        q_ref, q_fast = ref.online.eval()(probe), fast.online.eval()(probe)
+    assert float((q_fast - q_ref).abs().max()) <= rtol * float(q_ref.abs().max()) + 1e-5, \
+        fast.mode
 
 
 @pytest.mark.parametrize("device", DEVICES)
