@@ -63,14 +63,19 @@ def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
                 "train/grad_norm", "perf/env_steps_per_s", "perf/updates_per_s"):
         assert tag in tags, (tag, sorted(tags))
     assert any(t.startswith("noise/") for t in tags)
-    out = tmp_path / "scores.json"
+    out, gif = tmp_path / "scores.json", tmp_path / "pong.gif"
     res = _run("evaluate.py", str(run / "checkpoints" / names[-1]), "--episodes", "1",
-               "--json", str(out))
+               "--json", str(out), "--video", str(gif), "--video-max-frames", "30")
     assert res.returncode == 0, res.stderr[-2000:]
     scores = json.loads(out.read_text())
     assert scores["episodes"] == 1 and len(scores["returns"]) == 1
     assert -21 <= scores["mean"] <= 21 and "iqm" in scores and "human_normalized" in scores
-    assert "mean" in res.stdout
+    assert "mean" in res.stdout and f"video: {gif}" in res.stdout
+    assert scores["seeds"]["seed"] == 0 and scores["seeds"]["env_seeds"][0] >= 2**30
+    assert scores["video"]["frames"] == 30 and scores["video"]["width"] == 160
+    assert gif.stat().st_size == scores["video"]["bytes"]
+    _one_line_error(_run("evaluate.py", str(run), "--video", str(tmp_path / "v.avi")),
+                    "--video", ".mp4 or .gif")
 
 
 @pytest.mark.parametrize(
@@ -118,6 +123,9 @@ def test_bad_checkpoints_for_evaluate(tmp_path: Path) -> None:
     garbage.write_bytes(os.urandom(1000))
     _one_line_error(_run("evaluate.py", str(garbage)), str(garbage))
     _one_line_error(_run("evaluate.py", str(garbage), "--episodes", "0"), "--episodes")
+    _one_line_error(_run("evaluate.py", str(garbage), "--seed", "-1"), "--seed")
+    _one_line_error(_run("evaluate.py", str(garbage), "--video-max-frames", "0"),
+                    "--video-max-frames")
 
 
 def test_incompatible_resume_is_refused_and_run_untouched(tmp_path: Path) -> None:

@@ -295,6 +295,35 @@ def test_prioritized_new_rows_get_max_and_stale_ids_are_ignored():
         rb.update_priorities(index[:1], np.array([np.nan]))
 
 
+def test_max_priority_counts_only_stored_values():
+    """The issue's reproduction: stale ids and losing duplicates used to raise the priority
+    new rows enter at (7 -> 100) although no stored value changed."""
+    rb, rec = _filled(True, eps=1e-6, alpha=1.0)
+    index = rb.sampleable_indices()
+    rb.update_priorities(index[:2], np.array([7.0, 1.0]))
+    before = rb.priorities
+    stale = np.arange(10**9, 10**9 + 256)  # never written: ignored
+    rb.update_priorities(stale, np.full(256, 100.0))
+    np.testing.assert_array_equal(rb.priorities, before)
+    # a repeated id: one value is stored, the other must not count
+    rb.update_priorities(index[[1, 1]], np.array([100.0, 2.0]))
+    stored = rb.priorities[index[1] % 4, (index[1] // 4) % rb.ring]
+    feed(rb, rec, 0, 1)  # the new rows enter at the largest stored priority
+    new = np.setdiff1d(rb.sampleable_indices(), index)
+    np.testing.assert_allclose(rb.priorities[new % 4, (new // 4) % rb.ring],
+                               max(7.0, stored), rtol=1e-5)
+
+
+def test_hidden_rows_stay_in_their_episode_but_are_never_sampled():
+    rb, _ = _filled(True, steps=40)
+    index = rb.sampleable_indices()
+    rb.hide(index[:5])
+    assert np.setdiff1d(index, rb.sampleable_indices()).tolist() == index[:5].tolist()
+    assert (rb.priorities[index[:5] % 4, (index[:5] // 4) % rb.ring] == 0).all()
+    after = rb.get(index[5:])  # their frames still fill the later rows' stacks
+    np.testing.assert_array_equal(after.obs, _filled(True, steps=40)[0].get(index[5:]).obs)
+
+
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_state_dict_round_trip_gives_identical_samples(prioritized):
     for steps in (30, 170):  # partly filled and wrapped

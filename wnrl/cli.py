@@ -61,21 +61,39 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("checkpoint", help="checkpoint file, or a run directory (latest checkpoint)")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--epsilon", type=float, default=None, help="default: the config's (0.001)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--video", metavar="PATH", help="write an MP4 of one episode")
+    p.add_argument("--seed", type=int, default=0,
+                   help="evaluation seed stream (never a training run's env seeds)")
+    p.add_argument("--video", metavar="PATH",
+                   help="film one more game: PATH.mp4 (60 fps) or PATH.gif (15 fps)")
+    p.add_argument("--video-view", choices=("game", "agent"), default="game",
+                   help="game: the RGB screen (default); agent: the 84x84 grayscale input")
+    p.add_argument("--video-max-frames", type=int, default=None, metavar="N",
+                   help="stop the filmed game after N frames (e.g. 400 for a short GIF)")
+    p.add_argument("--video-scale", type=int, default=1, metavar="K",
+                   help="upscale frames K times (default 1: the native 210x160)")
     p.add_argument("--json", metavar="PATH", help="write the scores as JSON")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error(f"--episodes must be >= 1, got {args.episodes}")
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         p.error(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    if args.video_max_frames is not None and args.video_max_frames < 1:
+        p.error(f"--video-max-frames must be >= 1, got {args.video_max_frames}")
+    if args.video_scale < 1:
+        p.error(f"--video-scale must be >= 1, got {args.video_scale}")
 
     def run() -> int:
-        from wnrl.evaluate import evaluate_checkpoint
+        from wnrl.evaluate import VideoOptions, evaluate_checkpoint
 
-        res = evaluate_checkpoint(args.checkpoint, args.episodes, args.epsilon, args.seed,
-                                  args.video, args.json)
+        video = None if args.video is None else VideoOptions(
+            args.video, args.video_view, args.video_max_frames, args.video_scale)
+        res, filmed = evaluate_checkpoint(args.checkpoint, args.episodes, args.epsilon,
+                                          args.seed, video, args.json)
         print(res.table())
+        if filmed is not None:
+            print(filmed.line())
         return 0
 
     return _guard(run)

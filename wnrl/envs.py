@@ -8,9 +8,12 @@ here are raw game scores).
 
 Atari protocol (Machado et al. 2018, all options set explicitly from
 `EnvConfig`): sticky actions, minimal action set, 84x84 grayscale, frame skip
-with max-pool over the last two frames, frame stack, up to `noop_max` no-ops at
-reset, episodes capped at `max_episode_frames` emulator frames. FIRE is *not*
-pressed at reset (`use_fire_reset=False`): Machado et al. leave it to the agent.
+with max-pool over the last two frames, frame stack, episodes capped at
+`max_episode_frames` emulator frames. At reset ale-py plays a number of NOOP
+frames drawn uniformly from 0..noop_max-1, zero included (0..29 for
+`noop_max=30`). Baselines', CleanRL's and SB3's `NoopResetEnv` draw 1..noop_max
+frames instead. FIRE is *not* pressed at reset (`use_fire_reset=False`):
+Machado et al. leave it to the agent.
 The env never clips rewards and never ends an episode at a life loss
 (`reward_clipping=False, episodic_life=False, life_loss_info=False`), so its
 `terminated` always means game over; `life_lost` is computed here from
@@ -26,8 +29,10 @@ Facts about `AtariVectorEnv` (ale-py 0.12.1), verified by experiment and by
 - A new episode's stack (from `reset` or an autoreset step) is zero-padded:
   frames 0..stack-2 are all zeros, the last is the first real frame; each later
   step shifts the stack by one (`obs[t+1][:-1] == obs[t][1:]`).
-- `max_num_frames_per_episode` counts emulator frames (no-ops at reset
-  included) and truncates exactly there, even in the middle of a frame skip.
+- `max_num_frames_per_episode` counts the emulator frames of agent steps; the
+  no-op frames at reset do not count. It truncates exactly there, even in the
+  middle of a frame skip, so 108,000 frames at frame skip 4 are 27,000 agent
+  steps.
 - With `life_loss_info=False` lives fall (Breakout 5 -> 0) with no flag;
   `terminated` comes with lives == 0. Games without lives (Pong) report 0.
 - Rewards are int32 game-score deltas (Space Invaders gives 5, 10, ...); obs is
@@ -69,9 +74,10 @@ __all__ = [
     "resolve_game",
 ]
 
-# (random, human) scores on Atari-57, 30 no-op starts, 108k-frame cap. Values of the
-# Agent57 table (Badia et al. 2020), which repeats Mnih et al. 2015 / Wang et al. 2016;
-# Video Pinball's random score is 0.0 there (Mnih et al. 2015 give 16,256.9).
+# (random, human) scores on Atari-57, 30 no-op starts, 108k-frame cap: the values of
+# DQN Zoo (dqn_zoo/atari_data.py) and CleanRL, from Mnih et al. 2015 / Wang et al. 2016.
+# The Agent57 table (Badia et al. 2020) has the same values except Video Pinball's
+# random score, 0.0 there and 16,256.9 here.
 HUMAN_RANDOM_SCORES: dict[str, tuple[float, float]] = {
     "alien": (227.8, 7127.7), "amidar": (5.8, 1719.5), "assault": (222.4, 742.0),
     "asterix": (210.0, 8503.3), "asteroids": (719.1, 47388.7),
@@ -95,7 +101,7 @@ HUMAN_RANDOM_SCORES: dict[str, tuple[float, float]] = {
     "space_invaders": (148.0, 1668.7), "star_gunner": (664.0, 10250.0),
     "surround": (-10.0, 6.5), "tennis": (-23.8, -8.3), "time_pilot": (3568.0, 5229.2),
     "tutankham": (11.4, 167.6), "up_n_down": (533.4, 11693.2), "venture": (0.0, 1187.5),
-    "video_pinball": (0.0, 17667.9), "wizard_of_wor": (563.5, 4756.5),
+    "video_pinball": (16256.9, 17667.9), "wizard_of_wor": (563.5, 4756.5),
     "yars_revenge": (3092.9, 54576.9), "zaxxon": (32.5, 9173.3),
 }
 

@@ -7,6 +7,10 @@ are not over-represented (taking the first K to finish would bias the mean).
 Scores: mean, median, IQM (mean of the middle 50%), std, and the
 human-normalized mean where the game's published random and human scores
 are known.
+
+A checkpoint's evaluation (`evaluate_checkpoint`, `scripts/evaluate.py`)
+draws its seeds from `wnrl.seeds`, apart from the training run's. It can film
+one more game as a person sees it (`wnrl.video`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError, from_dict
 from wnrl.envs import human_normalized, make_env
 from wnrl.nn import folded_state_dict
+from wnrl.seeds import evaluation_seeds
+from wnrl.video import VideoResult, record_game, video_format
 
 
 @dataclass
@@ -70,28 +76,28 @@ class EvalResult:
 
 
 def evaluate_network(net: nn.Module, cfg: Config, episodes: int, epsilon: float | None = None,
-                     seed: int = 0, video_path: str | Path | None = None) -> EvalResult:
-    """Play `episodes` whole games with `net` (any Q-network; WN is folded for acting)."""
+                     seed: int = 0, actor_seed: int | None = None) -> EvalResult:
+    """Play `episodes` whole games with `net` (any Q-network; WN is folded for acting).
+
+    Env i of the vector env is seeded with `seed + i`; exploration draws from
+    `actor_seed` (default: `seed`). Training's periodic evaluation passes
+    `seed + 10000 + step`; `evaluate_checkpoint` passes `wnrl.seeds.evaluation_seeds`.
+    """
     eps = cfg.eval.epsilon if epsilon is None else epsilon
-    n = max(1, min(cfg.eval.num_envs, episodes))
+    n = eval_num_envs(cfg, episodes)
     env = make_env(cfg.env, seed=seed, training=False, num_envs=n,
                    max_episode_frames=cfg.eval.max_episode_frames)
     quota = [episodes // n + (i < episodes % n) for i in range(n)]
     actor = Actor(env, net, ActorConfig(fixed_epsilons=(eps,) * n), total_steps=1,
-                  clip_rewards=False, terminal_on_life_loss=False, seed=seed)
+                  clip_rewards=False, terminal_on_life_loss=False,
+                  seed=seed if actor_seed is None else actor_seed)
     actor.set_weights({k: v.cpu() for k, v in folded_state_dict(net).items()})
+    actor.reset_envs(seed)  # the env seeds, not the actor's (its default)
     got: list[list[tuple[float, int]]] = [[] for _ in range(n)]
-    frames: list[np.ndarray] = []
-    recording = video_path is not None
     try:
         while any(len(g) < q for g, q in zip(got, quota)):
-            if recording:
-                frames.append(np.asarray(actor.obs[0])[-1])
             _, finished = actor.step()
             for ep in finished:
-                if ep.env_index == 0 and recording:
-                    recording = False
-                    _write_video(video_path, frames)
                 if len(got[ep.env_index]) < quota[ep.env_index]:
                     got[ep.env_index].append((ep.ret, ep.length))
     finally:
@@ -100,16 +106,9 @@ def evaluate_network(net: nn.Module, cfg: Config, episodes: int, epsilon: float 
     return EvalResult([float(r) for r, _ in flat], [int(n) for _, n in flat], cfg.env.id)
 
 
-def _write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None:
-    """MP4 of the agent's view (grayscale observations upscaled 4x; 2D frames only)."""
-    import imageio.v2 as imageio
-
-    if not frames or np.asarray(frames[0]).ndim != 2:
-        raise ValueError("video needs image observations (an Atari env)")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=1) as w:
-        for f in frames:
-            w.append_data(np.repeat(np.repeat(f, 4, axis=0), 4, axis=1))
+def eval_num_envs(cfg: Config, episodes: int) -> int:
+    """Parallel envs of an evaluation of `episodes` games (at most `cfg.eval.num_envs`)."""
+    return max(1, min(cfg.eval.num_envs, episodes))
 
 
 def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
@@ -136,18 +135,46 @@ def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
     return cfg, net.eval(), state
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """`--video PATH [--video-view game|agent] [--video-max-frames N] [--video-scale K]`
+    (see `wnrl.video`)."""
+
+    path: str
+    view: str = "game"
+    max_frames: int | None = None
+    scale: int = 1
+
+
 def evaluate_checkpoint(path: str | Path, episodes: int = 30, epsilon: float | None = None,
-                        seed: int = 0, video: str | None = None,
-                        json_path: str | None = None) -> EvalResult:
+                        seed: int = 0, video: VideoOptions | None = None,
+                        json_path: str | None = None) -> tuple[EvalResult, VideoResult | None]:
+    """Score a checkpoint on `episodes` whole games; optionally film one more game.
+
+    Seeds come from `wnrl.seeds.evaluation_seeds(seed)`, a stream apart from
+    training's, so no scored or filmed game replays a training game. The seeds
+    are written to the JSON. The filmed game starts as the first scored game of
+    env 0 does (same env seed), but it is played on its own and not scored.
+    """
     cfg, net, state = load_policy(path)
     if video and len(state["signature"]["obs_shape"]) != 3:
         raise ConfigError(f"--video needs an Atari checkpoint (image observations); {path} "
                           f"was trained on {cfg.env.id}")
-    res = evaluate_network(net, cfg, episodes, epsilon, seed=seed, video_path=video)
+    if video:
+        video_format(video.path)  # a bad suffix fails before the games are played
+    eps = cfg.eval.epsilon if epsilon is None else epsilon
+    seeds = evaluation_seeds(seed)
+    res = evaluate_network(net, cfg, episodes, eps, seed=seeds.env, actor_seed=seeds.actor)
+    filmed = None
+    if video:
+        filmed = record_game(net, cfg, video.path, env_seed=seeds.env,
+                             actor_seed=seeds.video_actor, epsilon=eps, view=video.view,
+                             max_frames=video.max_frames, scale=video.scale)
     if json_path:
         out = res.summary() | {"checkpoint": str(path), "env_steps": state.get("env_steps"),
-                               "epsilon": cfg.eval.epsilon if epsilon is None else epsilon,
-                               "eval_config": dataclasses.asdict(cfg.eval)}
+                               "epsilon": eps, "eval_config": dataclasses.asdict(cfg.eval),
+                               "seeds": seeds.to_dict(eval_num_envs(cfg, episodes)),
+                               "video": None if filmed is None else filmed.to_dict()}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(out, indent=2))
-    return res
+    return res, filmed

@@ -9,6 +9,9 @@ episode. The stack of row `t` is the newest frames of rows `t-C+1 .. t` with fra
 before the episode start zeroed, as `AtariVectorEnv` pads: byte-identical to what the
 actor saw. n-step windows stop at the first terminal/truncated row (`n_step_targets`).
 Rows are named by global ids `t * num_envs + s` (int64, `Batch.index`).
+
+Prioritized: P_i = p_i / sum_j p_j, weights normalized by the batch's largest weight
+(`importance_weights`; docs/ARCHITECTURE.md, "Prioritized replay", says why).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import torch
 
 from wnrl.config import ConfigError, ReplayConfig
 from wnrl.core.types import Batch, Transition
-from wnrl.sum_tree import SumTree
+from wnrl.sum_tree import SumTree, importance_weights
 
-VALID, TERMINAL, TRUNCATED = np.uint8(1), np.uint8(2), np.uint8(4)  # row flag bits
+# Row flag bits. HIDDEN: a row of its episode that is never sampled (see `hide`).
+VALID, TERMINAL, TRUNCATED, HIDDEN = np.uint8(1), np.uint8(2), np.uint8(4), np.uint8(8)
 
 
 class ReplayMemoryError(ConfigError, MemoryError):
@@ -207,7 +211,7 @@ class ReplayBuffer:
         """bool[K]: rows stored, valid, with every stack frame kept and a complete window."""
         inside = (row >= self._lo(self._t)) & (row < self._t)
         row = np.where(inside, row, self._t - 1)
-        ok = inside & (self._flags[self._pos(row, stream)] & VALID).astype(bool)
+        ok = inside & ((self._flags[self._pos(row, stream)] & (VALID | HIDDEN)) == VALID)
         late = row >= self._t - self.n_step  # older rows always have a complete window
         if late.any():
             ok[late] &= self._window(row[late], stream[late])[3]
@@ -252,19 +256,43 @@ class ReplayBuffer:
         return self._batch(index, np.ones(len(index), np.float32))
 
     def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
-        """B transitions with replacement: uniform, or proportional to priority with
-        importance weights (P_i)^-beta / max_batch (P_j)^-beta (N cancels)."""
+        """B transitions with replacement: uniform, or proportional to priority (stratified)
+        with weights `importance_weights(P, beta)`."""
         if self._tree is None:
             index = self._sample_uniform(batch_size)
             return self._batch(index, np.ones(batch_size, np.float32))
-        if (total := self._tree.total) <= 0:
+        if (total := self.priority_total) <= 0:
             raise ValueError("replay has no sampleable transitions yet")
         mass = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
-        pos = self._tree.find(np.minimum(mass, np.nextafter(total, 0)))
-        weight = (self._tree.get(pos) / total) ** -float(beta)
+        index, priority = self.locate(mass)
+        return self._batch(index, importance_weights(priority / total, beta))
+
+    @property
+    def prioritized(self) -> bool:
+        return self._tree is not None
+
+    @property
+    def priority_total(self) -> float:
+        """Sum of the stored priorities (prioritized replay; 0.0 for uniform)."""
+        return self._tree.total if self._tree is not None else 0.0
+
+    def locate(self, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding prefix sums mass float64[K] in [0, priority_total) of the priority
+        tree: (global ids int64[K], their priorities float64[K], all > 0)."""
+        assert self._tree is not None, "locate needs prioritized replay"
+        pos = self._tree.find(np.minimum(mass, np.nextafter(self._tree.total, 0)))
         stream, slot = np.divmod(pos, self.ring)
         row = slot + self.ring * ((self._t - 1 - slot) // self.ring)
-        return self._batch(row * self.num_envs + stream, (weight / weight.max()).astype(np.float32))
+        return row * self.num_envs + stream, self._tree.get(pos)
+
+    def hide(self, index: np.ndarray) -> None:
+        """Never sample rows int64[K] (global ids; unknown ones ignored), which stay part of
+        their episodes: their stacks would need frames this replay never received."""
+        row, stream = np.divmod(np.asarray(index, np.int64), self.num_envs)
+        pos = self._pos(row, stream)[(row >= max(0, self._t - self.ring)) & (row < self._t)]
+        self._flags[pos] |= HIDDEN
+        if self._tree is not None:
+            self._tree.set(pos, 0.0)
 
     def _sample_uniform(self, batch_size: int) -> np.ndarray:
         lo, n = self._lo(self._t), self.num_envs
@@ -295,8 +323,8 @@ class ReplayBuffer:
         row, stream = np.divmod(index, self.num_envs)
         pos = self._pos(row, stream)
         ok = (row >= self._lo(self._t)) & (row < self._t) & (self._tree.get(pos) > 0)
-        self._tree.set(pos[ok], value[ok])
-        self._max_priority = max(self._max_priority, float(value.max(initial=0.0)))
+        self._tree.set(pos[ok], value[ok])  # of repeated ids one value wins: read it back
+        self._max_priority = max(self._max_priority, float(self._tree.get(pos[ok]).max(initial=0)))
 
     def _config(self) -> dict:
         return {"format": 1, "num_envs": self.num_envs, "ring": self.ring,

@@ -5,6 +5,7 @@ The tree is one float64 array of `2 * base` nodes, `base` the smallest power of 
 lives at node `base + k`. Every internal node is recomputed from its two children
 (never updated by deltas), so no rounding error accumulates over millions of updates.
 All operations take arrays of indices and run one NumPy call per tree level.
+`importance_weights` turns the probabilities of a drawn batch into its IS weights.
 """
 
 from __future__ import annotations
@@ -92,3 +93,11 @@ class SumTree:
         while lo > 1:
             lo //= 2
             tree[lo : 2 * lo] = tree[2 * lo : 4 * lo : 2] + tree[2 * lo + 1 : 4 * lo : 2]
+
+
+def importance_weights(prob: np.ndarray, beta: float) -> np.ndarray:
+    """float32[B] weights (N * P_i)^-beta / max_batch (N * P_j)^-beta of a batch drawn with
+    probabilities prob float64[B] > 0 (N, the rows that could be drawn, cancels): one
+    normalization per batch, the largest weight of the batch becomes 1."""
+    prob = np.asarray(prob, np.float64)
+    return ((prob / prob.min()) ** -float(beta)).astype(np.float32)

@@ -46,6 +46,7 @@ from wnrl.nn import data_dependent_init
 from wnrl.recipe import AgentRecipe
 from wnrl.replay import ReplayBuffer
 from wnrl.schedules import priority_beta
+from wnrl.seeds import EVAL_SEED_BASE
 from wnrl.signals import StopFlag
 
 
@@ -216,7 +217,7 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def reset_seed(self, step: int) -> int:
-        return (self.cfg.seed * 1_000_003 + step) % 2**31
+        return (self.cfg.seed * 1_000_003 + step) % EVAL_SEED_BASE  # below evaluation's
 
     def open_streams(self) -> np.ndarray | None:
         """The observation each replay stream's open episode would continue from

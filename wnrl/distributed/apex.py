@@ -1,7 +1,7 @@
 """The Ape-X loop (Horgan et al. 2018) on Ray core: many actors, replay shards, one learner.
 
-    workers (Ray actors, 1 CPU each, fixed eps_i) --chunks--> replay shards (0 CPU)
-    shards --prefetched batches--> learner (this process; GPU if it has one)
+    workers (Ray actors, 1 CPU each, fixed eps_i) --chunks, pushed--> replay shards (0 CPU)
+    shards --prefetched parts of each batch, drawn by priority--> learner (this process)
     learner --priorities--> shards;  learner --folded weights, every K updates--> workers
 
 `build_apex(cfg)` connects to Ray, checks the cluster and makes the parts;
@@ -15,6 +15,8 @@ Backpressure: each worker has at most `distributed.max_chunks_in_flight` chunks
 requested and not yet stored, and `wnrl.rate_limiter.RateLimiter` (the async mode's
 rule, with `train.async_tolerance`) gates both sides on the env steps stored, so
 the replay ratio `train.updates_per_step` holds whatever the number of actors.
+A checkpoint first waits for every requested chunk, so its `env_steps` counts
+every row its replay holds.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def build_apex(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Apex
     except BaseException:
         cluster.shutdown(owned)
         raise
-    replay = ShardedReplay(shards, d.call_timeout_s, cfg.learner.batch_size)
+    replay = ShardedReplay(shards, d.call_timeout_s, cfg.learner.batch_size, seed=cfg.seed)
     return Parts(agent, spec, replay, learner, pool), ApexTrainer  # type: ignore[arg-type]
 
 
@@ -146,12 +148,7 @@ class ApexTrainer(Trainer):
             pool.refill(lambda n, u=updates: limiter.can_act(
                 pool.env_steps + pool.steps_in_flight, u, n))
             may_learn = limiter.can_update(step, updates)
-            for rep in pool.poll(0.0 if may_learn else cfg.distributed.call_timeout_s):
-                i = rep["worker"]
-                self.record_episodes([Episode(r, n, i) for r, n in rep["episodes"]],
-                                     pool.env_steps)
-                for ret, _ in rep["episodes"]:
-                    self.log.scalar(f"actors/{i}/episode_return", ret, pool.env_steps)
+            self._record(pool.poll(0.0 if may_learn else cfg.distributed.call_timeout_s))
             step = pool.env_steps
             if may_learn:
                 self._learn_some(step, limiter, base_updates)
@@ -162,6 +159,21 @@ class ApexTrainer(Trainer):
         restarts = sum(w.restarts for w in pool.workers)
         self.log.message(f"actor workers: {per_worker} env steps, {restarts} restarts")
         return self._finish(step, stop)
+
+    def _record(self, reports: list[dict[str, Any]]) -> None:
+        """Log the episodes that stored chunks finished."""
+        for rep in reports:
+            i = rep["worker"]
+            self.record_episodes([Episode(r, n, i) for r, n in rep["episodes"]],
+                                 self.pool.env_steps)
+            for ret, _ in rep["episodes"]:
+                self.log.scalar(f"actors/{i}/episode_return", ret, self.pool.env_steps)
+
+    def save_checkpoint(self, step: int) -> Path:
+        """Wait for every requested chunk, then save at the env steps stored: the replay
+        in the checkpoint holds exactly the rows its `env_steps` counts."""
+        self._record(self.pool.drain())
+        return super().save_checkpoint(self.pool.env_steps)
 
     def _learn_some(self, step: int, limiter: RateLimiter, base_updates: int) -> None:
         """Up to MAX_UPDATES_PER_POLL updates the replay ratio allows at `step`."""

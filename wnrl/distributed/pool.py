@@ -4,8 +4,11 @@ Both present the single-machine interfaces to `wnrl.train.Trainer`, so its
 checkpoint, restore, init and logging code runs unchanged in the distributed loop:
 `ActorPool` is the actor (`set_weights`, `epsilon`, `env_steps`, `cut_episodes`,
 `state_dict`) and `ShardedReplay` is the replay (`sample`, `update_priorities`,
-`state_dict`). Data never passes through the driver: a worker's chunk goes from
-its object store straight to its shard (`shard.add_chunk.remote(chunk_ref)`).
+`state_dict`). Data never passes through the driver: each worker pushes its chunks
+to its shard itself (`ActorWorker.push`), so the shard runs the learner's `sample`
+and `update_priorities` calls between chunks that are stored, never behind a chunk
+still being collected (a driver-submitted `add_chunk(chunk_ref)` would hold every
+later call of the driver to that shard until the chunk exists).
 
 Every blocking call waits at most `distributed.call_timeout_s` and raises
 `DistributedError` with one line naming what did not answer.
@@ -14,18 +17,27 @@ Every blocking call waits at most `distributed.call_timeout_s` and raises
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import (
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+)
 
 from wnrl.config import Config, ConfigError
+from wnrl.distributed.sampling import Draw, merge, split
 from wnrl.replay import Batch, Transition
 from wnrl.schedules import apex_epsilons
 
 MAX_CONSECUTIVE_FAILURES = 5  # a worker that dies this often without delivering is dropped
+UNAVAILABLE_BACKOFF_S = 0.5  # pause before asking a restarting/unreachable worker again
 
 
 class DistributedError(RuntimeError):
@@ -50,8 +62,7 @@ def writable(batch: Batch) -> Batch:
 class WorkerState:
     handle: Any
     epsilon: float
-    in_flight: collections.deque = field(default_factory=collections.deque)  # add refs
-    weights_version: int = -1
+    in_flight: collections.deque = field(default_factory=collections.deque)  # push refs
     env_steps: int = 0
     episodes: int = 0
     failures: int = 0  # consecutive
@@ -60,6 +71,8 @@ class WorkerState:
     incarnation: str = ""
     alive: bool = True
     node_id: str = ""
+    unavailable_since: float | None = None  # restarting or unreachable since (monotonic s)
+    retry_at: float = 0.0  # no request before this (monotonic s)
 
 
 class ActorPool:
@@ -70,8 +83,8 @@ class ActorPool:
         self.cfg, self.shards, self.timeout = cfg, shards, d.call_timeout_s
         self.chunk_env_steps = d.chunk_steps * num_envs
         eps = apex_epsilons(d.num_actors)
-        self.workers = [WorkerState(worker_cls.remote(cfg, i, eps[i]), eps[i])
-                        for i in range(d.num_actors)]
+        self.workers = [WorkerState(worker_cls.remote(cfg, i, eps[i], shards[i % len(shards)]),
+                                    eps[i]) for i in range(d.num_actors)]
         self.env_steps = 0  # env steps stored in the replay
         self.num_episodes = 0
         self._weights_ref: Any = None
@@ -84,8 +97,9 @@ class ActorPool:
         return float(np.mean([w.epsilon for w in self.workers]))
 
     def set_weights(self, weights: dict) -> None:
-        """Publish folded weights through the object store; workers load them with
-        their next chunk request."""
+        """Publish folded weights through the object store; every chunk request names
+        them, and a worker loads them if it holds an older version (a fresh incarnation
+        holds none)."""
         self._weights_ref = ray.put(weights)
         self._version += 1
 
@@ -115,20 +129,20 @@ class ActorPool:
         return self.chunk_env_steps * sum(len(w.in_flight) for w in self.workers)
 
     def request(self, i: int) -> None:
-        """Ask worker i for one chunk, routed straight to its shard."""
+        """Ask worker i for one chunk, which it stores in its shard itself. The weights go
+        as a ref inside a list, which Ray does not fetch: the worker gets them only when
+        its version is older."""
         w = self.workers[i]
-        weights = None
-        if w.weights_version < self._version:
-            weights, w.weights_version = self._weights_ref, self._version
-        chunk = w.handle.collect.remote(self.cfg.distributed.chunk_steps, weights)
-        w.in_flight.append(self.shards[i % len(self.shards)].add_chunk.remote(chunk))
+        w.in_flight.append(w.handle.push.remote(self.cfg.distributed.chunk_steps,
+                                                [self._weights_ref], self._version))
 
     def refill(self, may_act: Any) -> None:
         """Top every live worker up to `max_chunks_in_flight` while `may_act(steps)` says
         the replay ratio allows `steps` more env steps."""
-        limit = self.cfg.distributed.max_chunks_in_flight
+        limit, now = self.cfg.distributed.max_chunks_in_flight, time.monotonic()
         while may_act(self.chunk_env_steps):
-            free = [i for i, w in enumerate(self.workers) if w.alive and len(w.in_flight) < limit]
+            free = [i for i, w in enumerate(self.workers)
+                    if w.alive and len(w.in_flight) < limit and w.retry_at <= now]
             if not free:
                 return
             # the least-loaded worker first, so that every worker gets its share
@@ -138,7 +152,9 @@ class ActorPool:
     def poll(self, timeout: float) -> list[dict[str, Any]]:
         """Reports of chunks stored since the last call, waiting up to `timeout` s for one."""
         pending = [r for w in self.workers for r in w.in_flight]
-        if not pending:
+        if not pending:  # every worker idle; wait for the first one to be asked again
+            resting = [w.retry_at - time.monotonic() for w in self.workers if w.alive]
+            time.sleep(max(0.0, min(min(resting, default=0.0), timeout)))
             return []
         ready, _ = ray.wait(pending, num_returns=1, timeout=timeout)
         if not ready:
@@ -153,23 +169,42 @@ class ActorPool:
                 reports += self._collect(w, w.in_flight.popleft())
         return reports
 
+    def drain(self) -> list[dict[str, Any]]:
+        """Wait for every chunk requested (each up to the timeout); their reports. Then
+        `env_steps` counts every row the shards hold, as a checkpoint needs."""
+        reports: list[dict[str, Any]] = []
+        for w in self.workers:
+            while w.in_flight:
+                reports += self._collect(w, w.in_flight.popleft())
+        return reports
+
     def _collect(self, w: WorkerState, ref: Any) -> list[dict[str, Any]]:
         try:
-            report = get(ref, self.timeout, "replay shard (add_chunk)")
+            report = get(ref, self.timeout, "actor worker (chunk)")
         except RayError as exc:
             if not isinstance(exc, RayActorError) and \
                     not isinstance(getattr(exc, "cause", None), RayActorError):
                 raise
-            w.failures += 1
+            # The chunk may be lost; the shard sees that by the chunks' numbers and closes
+            # the stream there. A worker that is restarting or unreachable
+            # (ActorUnavailableError) is asked again after a pause, and dropped only when it
+            # stays so longer than the timeout; one that died counts a failure.
             w.lost_chunks += 1
-            w.weights_version = -1  # a restarted worker needs the weights again
+            now = time.monotonic()
+            if isinstance(exc, ActorUnavailableError):
+                w.unavailable_since = w.unavailable_since or now
+                w.retry_at = now + UNAVAILABLE_BACKOFF_S
+                if now - w.unavailable_since > self.timeout:
+                    w.alive = False
+            else:
+                w.failures += 1
             if w.failures >= MAX_CONSECUTIVE_FAILURES:
                 w.alive = False
             if not any(x.alive for x in self.workers):
                 raise DistributedError("every actor worker died repeatedly; see the Ray logs "
                                        "(ray logs / /tmp/ray/session_latest/logs)") from None
             return []
-        w.failures = 0
+        w.failures, w.unavailable_since = 0, None
         if report["incarnation"] != w.incarnation:
             w.restarts += w.incarnation != ""
             w.incarnation = report["incarnation"]
@@ -186,45 +221,60 @@ class ActorPool:
 
 
 class ShardedReplay:
-    """The replay interface over `S` shard actors; the learner's batches are prefetched."""
+    """The replay interface over `S` shard actors: one batch is drawn from the union of
+    every shard, in proportion to priority (`wnrl.distributed.sampling`); batches of the
+    learner's size are prefetched. Batch ids are `shard_id * S + j` for shard j."""
 
     def __init__(self, shards: list[Any], timeout: float, batch_size: int,
-                 prefetch: int = 2) -> None:
+                 prefetch: int = 2, seed: int = 0) -> None:
         self.shards, self.timeout, self.prefetch = shards, timeout, prefetch
         self.batch_size = batch_size  # the learner's: these batches are prefetched
-        self._queue: collections.deque = collections.deque()  # (shard, ref)
-        self._next, self._last_shard = 0, 0
+        self._queue: collections.deque = collections.deque()  # asked batches: [(shard, ref)]
+        self._mass = np.zeros(len(shards))  # each shard's last reported sampling mass
+        self._rng = np.random.default_rng(seed)
         self._priority_refs: collections.deque = collections.deque()
 
-    def _ask(self, batch_size: int, beta: float) -> None:
-        j = self._next % len(self.shards)
-        self._next += 1
-        self._queue.append((j, self.shards[j].sample.remote(batch_size, beta)))
+    def _ask(self, batch_size: int) -> list[tuple[int, Any]]:
+        """Split a batch over the shards by their masses; every shard is asked (a zero count
+        returns only its mass, which keeps the split current)."""
+        if self._mass.sum() <= 0:  # none known yet: ask for the masses first
+            self._gather([(j, s.sample.remote(0, 0.0)) for j, s in enumerate(self.shards)], 0, 1)
+        counts, share = split(self._mass, batch_size, self._rng)
+        return [(j, s.sample.remote(int(c), float(share[j])))
+                for j, (s, c) in enumerate(zip(self.shards, counts))]
+
+    def _gather(self, asked: list[tuple[int, Any]], batch_size: int, beta: float) -> Batch | None:
+        draws: list[Draw] = [get(ref, self.timeout, f"replay shard {j} (sample)")
+                             for j, ref in asked]
+        self._mass = np.array([d.mass for d in draws], np.float64)
+        batch = merge(draws, beta)
+        # a shard that held less than its share (its mass was stale): draw again
+        return batch if batch is not None and len(batch.index) == batch_size else None
 
     def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
-        """A batch from the shards, round robin. Batches of the learner's size come from a
-        queue that keeps `prefetch` requests in flight (sampled with a slightly older beta);
-        `update_priorities` goes to the shard of the last batch."""
-        for _ in range(4 * len(self.shards) + 4):
+        """B rows drawn from all shards ∝ priority, weights normalized once per batch.
+        Batches of the learner's size come from a queue of `prefetch` requests (drawn with
+        slightly older shard masses; their P_i, hence the weights, stay exact)."""
+        for _ in range(8):
             if batch_size == self.batch_size:
                 while len(self._queue) < self.prefetch:
-                    self._ask(batch_size, beta)
-                j, ref = self._queue.popleft()
+                    self._queue.append(self._ask(batch_size))
+                asked = self._queue.popleft()
             else:  # init and diagnostics: other sizes, not prefetched
-                j = self._next % len(self.shards)
-                self._next += 1
-                ref = self.shards[j].sample.remote(batch_size, beta)
-            batch = get(ref, self.timeout, f"replay shard {j} (sample)")
-            if batch is not None and len(batch.index):
-                self._last_shard = j
+                asked = self._ask(batch_size)
+            batch = self._gather(asked, batch_size, beta)
+            if batch is not None:
                 return writable(batch)
         raise DistributedError("the replay shards hold no sampleable transitions")
 
     def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
-        """Priorities for the last batch, sent to its shard without waiting (at most two
-        requests per shard in flight)."""
-        ref = self.shards[self._last_shard].update_priorities.remote(index, priority)
-        self._priority_refs.append(ref)
+        """Priorities of a batch's rows, each sent to its shard without waiting (at most
+        two requests per shard in flight)."""
+        ids, shard = np.divmod(np.asarray(index, np.int64), len(self.shards))
+        priority = np.asarray(priority)
+        for j in np.unique(shard):
+            self._priority_refs.append(
+                self.shards[j].update_priorities.remote(ids[shard == j], priority[shard == j]))
         while len(self._priority_refs) > 2 * len(self.shards):
             get(self._priority_refs.popleft(), self.timeout, "replay shard (priorities)")
 

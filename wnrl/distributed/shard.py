@@ -2,18 +2,25 @@
 
 Shard `j` of `S` serves the actor workers `i` with `i % S == j`, one ordinary
 `wnrl.replay.ReplayBuffer` per worker (`replay.capacity // A` rows each), because a
-buffer's streams must advance together and workers do not. `sample(B)` splits the
-batch over the shard's buffers in proportion to their rows (a stratified draw) and,
-with prioritized replay, draws by priority inside each buffer: importance weights
-are normalized per buffer, as per-shard normalization does in Ape-X.
+buffer's streams must advance together and workers do not. Any A and S work: the
+learner picks shards by their total priority (`wnrl.distributed.sampling`), so a
+shard serving more workers is simply sampled more. `sample(c, share)` draws c rows
+from the union of the shard's buffers in proportion to priority and returns each
+row's true probability; the learner's side normalizes the weights once per batch.
 
 Batch ids name both: `id = buffer_id * K + k` for buffer `k` of `K`, so
 `update_priorities` sends each id back to its buffer (stale ids are ignored).
 
-When a worker's incarnation changes (a restart, or a resumed run) the shard first
-stores a closing row (its last observation, `valid=False`), exactly what
-`Actor.cut_episodes` emits: the dead episodes end by truncation and the new rows
-start new episodes, so no stack mixes frames of two episodes.
+Workers push their chunks here themselves, each in order. A chunk carries its
+incarnation (a new one per worker process) and its number `seq` within it. The
+shard stores a closing row (the last observation it has, `valid=False`), exactly
+what `Actor.cut_episodes` emits, whenever the stream it holds breaks off: at a new
+incarnation (a restart, or a resumed run) and at a gap in `seq` (chunks lost on
+the way while the worker lived on). The open episodes end by truncation and the
+next rows start new ones, so no stack or n-step window spans the break. After a gap
+the first `frame_stack - 1` rows of each stream are hidden (never sampled) unless a
+new episode starts within them: the frames their stacks need were lost. A chunk
+older than the last one stored is dropped.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ import numpy as np
 import torch
 
 from wnrl.config import Config, ConfigError, ReplayConfig
+from wnrl.distributed.sampling import Draw, draw
 from wnrl.distributed.workers import Chunk
-from wnrl.replay import Batch, ReplayBuffer, Transition
+from wnrl.replay import ReplayBuffer, Transition
 
 
 class ReplayShard:
@@ -51,8 +59,13 @@ class ReplayShard:
                                                  seed=seed * 1000 + w) for w in self.worker_ids]
         self.incarnation: list[str | None] = [None] * len(self.buffers)
         self.last_frame: list[np.ndarray | None] = [None] * len(self.buffers)
+        self.next_seq = [0] * len(self.buffers)  # the chunk expected next per worker
         self.rows_added = [0] * len(self.buffers)  # env steps stored per worker
         self.restarts_seen = [0] * len(self.buffers)
+        self.gaps_seen = [0] * len(self.buffers)  # breaks in a live incarnation's chunks
+        self.stale_chunks = [0] * len(self.buffers)  # dropped: older than one stored
+        # rows still to hide after a gap, and the streams whose episode spans it
+        self._hiding = [(0, np.zeros(self.num_envs, bool)) for _ in self.buffers]
         self._rng = np.random.default_rng(seed)
 
     def _obs(self, frames: np.ndarray) -> np.ndarray:
@@ -61,47 +74,61 @@ class ReplayShard:
             return frames
         return np.broadcast_to(frames[:, None], (len(frames), *self.obs_shape))
 
+    def _close(self, k: int) -> None:
+        """End worker k's open episodes: a row with its last observation, valid=False."""
+        n, zeros = self.num_envs, np.zeros(self.num_envs, bool)
+        self.buffers[k].add(Transition(self._obs(self.last_frame[k]), np.zeros(n, np.int64),
+                                       np.zeros(n, np.float32), zeros, zeros, zeros))
+
     def add_chunk(self, chunk: Chunk) -> dict[str, Any]:
         """Store a worker's chunk; returns a small report for the driver's counters."""
         k, n = self._slot[chunk.worker], self.num_envs
         buf = self.buffers[k]
+        report = {"worker": chunk.worker, "incarnation": chunk.incarnation, "steps": 0,
+                  "episodes": chunk.episodes, "seconds": chunk.seconds, "node_id": chunk.node_id}
         if chunk.incarnation != self.incarnation[k]:
             if self.last_frame[k] is not None:  # close the previous incarnation's episodes
-                zeros = np.zeros(n, bool)
-                buf.add(Transition(self._obs(self.last_frame[k]), np.zeros(n, np.int64),
-                                   np.zeros(n, np.float32), zeros, zeros, zeros))
+                self._close(k)
                 self.restarts_seen[k] += 1
-            self.incarnation[k] = chunk.incarnation
+            self.incarnation[k], self.next_seq[k] = chunk.incarnation, 0
+            self._hiding[k] = (0, np.zeros(n, bool))
+        if chunk.seq < self.next_seq[k]:  # its place in the stream is taken
+            self.stale_chunks[k] += 1
+            return report
+        gap = chunk.seq > self.next_seq[k]
+        if gap:
+            if self.next_seq[k] > 0:  # this incarnation's rows are open: end them here
+                self._close(k)
+            self.gaps_seen[k] += 1
         first = buf.steps_added
         for t in range(len(chunk.action)):
             buf.add(Transition(self._obs(chunk.frames[t]), chunk.action[t], chunk.reward[t],
                                chunk.terminal[t], chunk.truncated[t], chunk.valid[t]))
+        self._hide_after_gap(k, first, chunk.valid, gap)
         if chunk.priority is not None:
             t, s = np.nonzero(np.isfinite(chunk.priority))
             buf.update_priorities((first + t) * n + s, chunk.priority[t, s])
         self.last_frame[k] = chunk.last_frame
+        self.next_seq[k] = chunk.seq + 1
         steps = int(chunk.action.size)
         self.rows_added[k] += steps
-        return {"worker": chunk.worker, "incarnation": chunk.incarnation, "steps": steps,
-                "episodes": chunk.episodes, "seconds": chunk.seconds, "node_id": chunk.node_id}
+        return {**report, "steps": steps}
 
-    def sample(self, batch_size: int, beta: float = 0.4) -> Batch | None:
-        """B transitions over the shard's buffers (None while none has a sampleable row)."""
-        sizes = np.array([len(b) if b.steps_added > b.stack + b.n_step else 0
-                          for b in self.buffers], dtype=np.float64)
-        if sizes.sum() <= 0:
-            return None
-        counts = self._rng.multinomial(batch_size, sizes / sizes.sum())
-        parts, K = [], len(self.buffers)
-        for k in np.flatnonzero(counts):
-            try:
-                b = self.buffers[k].sample(int(counts[k]), beta=beta)
-            except ValueError:  # nothing sampleable in this buffer yet
-                continue
-            parts.append(b._replace(index=b.index * K + k))
-        if not parts:
-            return None
-        return Batch(*(np.concatenate([getattr(p, f) for p in parts]) for f in Batch._fields))
+    def _hide_after_gap(self, k: int, first: int, valid: np.ndarray, gap: bool) -> None:
+        """Hide rows first.. (valid bool[T, N]) whose stacks reach back past a gap: the
+        first stack - 1 rows after it, per stream until a new episode starts."""
+        buf = self.buffers[k]
+        left, open_ = (buf.stack - 1, np.ones(self.num_envs, bool)) if gap else self._hiding[k]
+        for t in range(min(left, len(valid))):
+            buf.hide((first + t) * self.num_envs + np.flatnonzero(open_))
+            open_ = open_ & valid[t]  # an invalid row ends the episode: the next one is new
+        self._hiding[k] = (max(0, left - len(valid)), open_)
+
+    def sample(self, batch_size: int, share: float = 1.0) -> Draw:
+        """`batch_size` rows from the union of the shard's buffers in proportion to priority,
+        with P_i = share * p_i / (the shard's summed priority): `share` is the probability
+        that the learner's side gave this shard a draw (`wnrl.distributed.sampling`)."""
+        return draw(self.buffers, batch_size, self._rng, share)
 
     def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
         """|TD errors| float32[B] for ids int64[B] from `sample`."""
@@ -111,10 +138,12 @@ class ReplayShard:
             self.buffers[j].update_priorities(ids[k == j], priority[k == j])
 
     def stats(self) -> dict[str, list]:
-        """Per worker served: `worker_ids`, `rows_added` (env steps), `stored`, `restarts_seen`."""
+        """Per worker served: `worker_ids`, `rows_added` (env steps), `stored`,
+        `restarts_seen`, `gaps_seen`, `stale_chunks`."""
         return {"worker_ids": self.worker_ids, "rows_added": list(self.rows_added),
                 "stored": [len(b) for b in self.buffers],
-                "restarts_seen": list(self.restarts_seen)}
+                "restarts_seen": list(self.restarts_seen), "gaps_seen": list(self.gaps_seen),
+                "stale_chunks": list(self.stale_chunks)}
 
     def state_dict(self) -> dict[str, Any]:
         """Buffers plus each worker's incarnation and last frame (torch tensors, plain data)."""
@@ -123,7 +152,7 @@ class ReplayShard:
                 "incarnation": [i or "" for i in self.incarnation],
                 "last_frame": [torch.from_numpy(np.ascontiguousarray(f)) if f is not None
                                else torch.zeros(0) for f in self.last_frame],
-                "rows_added": list(self.rows_added)}
+                "next_seq": list(self.next_seq), "rows_added": list(self.rows_added)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if list(state["worker_ids"]) != self.worker_ids:
@@ -135,6 +164,7 @@ class ReplayShard:
         self.incarnation = [i or None for i in state["incarnation"]]
         self.last_frame = [f.numpy() if f.numel() else None for f in state["last_frame"]]
         self.rows_added = [int(r) for r in state["rows_added"]]
+        self.next_seq = [int(q) for q in state.get("next_seq", [0] * len(self.buffers))]
 
 
 def replace_capacity(cfg: Config, capacity: int) -> ReplayConfig:

@@ -2,8 +2,11 @@
 
 A worker wraps the ordinary `wnrl.actor.Actor` around its own vector env (N envs,
 one Ray CPU, one env thread unless `env.num_threads` says otherwise) and answers
-`collect(num_steps, weights)` with a `Chunk`: `num_steps` vector steps of rows for
-the replay. Every env of worker `i` explores with the same fixed epsilon
+`collect(num_steps, weights, version)` with a `Chunk`: `num_steps` vector steps of
+rows for the replay. In a run the driver calls `push(...)` instead: the worker
+collects a chunk and hands it to its replay shard itself, in order, so the shard
+never waits for a chunk still being collected while the learner samples from it.
+Every env of worker `i` explores with the same fixed epsilon
 `eps_i = 0.4 ** (1 + 7 * i / (A - 1))` (`wnrl.schedules.apex_epsilons`).
 
 With prioritized replay the worker also computes the rows' initial priorities
@@ -15,6 +18,10 @@ after the chunk get no initial priority (the replay gives them its maximum).
 A worker that Ray restarts after a crash is a fresh process: it gets a new
 `incarnation` id and new game seeds, and the replay shard closes the dead
 incarnation's episodes before storing the new rows (see `wnrl.distributed.shard`).
+Chunks are numbered (`seq`) within an incarnation, so the shard sees lost ones.
+Every request names the current weights and their version; a worker loads them when
+the version is newer than its own, so a fresh incarnation (version -1) always acts
+and computes priorities with the learner's current weights, never its random ones.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import time
 import uuid
 import warnings
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +42,7 @@ from wnrl.config import Config
 from wnrl.envs import make_env
 from wnrl.networks import make_q_network
 from wnrl.replay import ReplayBuffer, Transition
+from wnrl.seeds import EVAL_SEED_BASE
 
 
 class Chunk(NamedTuple):
@@ -49,6 +57,7 @@ class Chunk(NamedTuple):
 
     worker: int
     incarnation: str
+    seq: int  # 0, 1, 2, ... within the incarnation
     frames: np.ndarray
     action: np.ndarray
     reward: np.ndarray
@@ -74,16 +83,19 @@ class ActorWorker:
         cfg: the run's config (env, network, actor, replay settings).
         index: worker number i in 0..A-1 (names its epsilon and seeds).
         epsilon: this worker's fixed exploration rate.
+        shard: handle of the replay shard `push` stores chunks in (Ray runs only).
     """
 
-    def __init__(self, cfg: Config, index: int, epsilon: float) -> None:
+    def __init__(self, cfg: Config, index: int, epsilon: float, shard: Any = None) -> None:
         torch.set_num_threads(1)
-        self.index, self.epsilon = index, float(epsilon)
-        self.incarnation = uuid.uuid4().hex
+        self.index, self.epsilon, self.shard = index, float(epsilon), shard
+        self.timeout = cfg.distributed.call_timeout_s
+        self.incarnation, self.seq = uuid.uuid4().hex, 0
+        self.weights_version = -1  # none loaded: the network is untrained
         seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
         if _reconstructed():  # a restart plays new games
             seed = int.from_bytes(os.urandom(4), "little")
-        seed %= 2**31 - 2**16  # env i is seeded with seed + i (int32 in the emulator)
+        seed %= EVAL_SEED_BASE - 2**16  # env i gets seed + i: below evaluation's seeds
         env_cfg = replace(cfg.env, num_threads=cfg.env.num_threads or 1)
         self.env = make_env(env_cfg, seed=seed, training=True)
         agent = get_agent(cfg.agent)
@@ -105,10 +117,32 @@ class ActorWorker:
                                        n_step=cfg.replay.n_step, gamma=cfg.learner.gamma)
         self.node = _node_id()
 
-    def collect(self, num_steps: int, weights: dict[str, torch.Tensor] | None = None) -> Chunk:
-        """Load `weights` (a folded state dict) if given, then play `num_steps` vector steps."""
+    def load_weights(self, weights: Any, version: int | None = None) -> None:
+        """Load `weights` (a folded state dict, or a list holding an ObjectRef of one, which
+        Ray leaves unfetched) if `version` is newer than the loaded one (None: always)."""
+        if version is not None and version <= self.weights_version:
+            return
+        if isinstance(weights, list):
+            import ray
+
+            weights = weights[0]
+            if isinstance(weights, ray.ObjectRef):
+                weights = ray.get(weights, timeout=self.timeout)
+        self.actor.set_weights(weights)
+        self.weights_version = self.weights_version if version is None else version
+
+    def push(self, num_steps: int, weights: Any, version: int) -> dict[str, Any]:
+        """`collect`, then store the chunk in this worker's shard; returns the shard's
+        report once it is stored (the worker's chunks reach the shard in order)."""
+        import ray
+
+        chunk = self.collect(num_steps, weights, version)
+        return ray.get(self.shard.add_chunk.remote(chunk), timeout=self.timeout)
+
+    def collect(self, num_steps: int, weights: Any = None, version: int | None = None) -> Chunk:
+        """Load `weights` (see `load_weights`) if given, then play `num_steps` vector steps."""
         if weights is not None:
-            self.actor.set_weights(weights)
+            self.load_weights(weights, version)
         start = time.perf_counter()
         rows: list[Transition] = []
         episodes: list[tuple[float, int]] = []
@@ -118,8 +152,9 @@ class ActorWorker:
             episodes += [(ep.ret, ep.length) for ep in done]
         first_row = self.mirror.steps_added if self.mirror is not None else 0
         priority = self._priorities(rows, first_row) if self.mirror is not None else None
+        self.seq += 1
         return Chunk(
-            worker=self.index, incarnation=self.incarnation,
+            worker=self.index, incarnation=self.incarnation, seq=self.seq - 1,
             frames=np.stack([newest_frames(r.obs, self.stacked) for r in rows]),
             action=np.stack([r.action for r in rows]), reward=np.stack([r.reward for r in rows]),
             terminal=np.stack([r.terminal for r in rows]),
