@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wnrl import atomic
 from wnrl.actor import Actor
 from wnrl.config import (
     ActorConfig,
@@ -300,7 +301,7 @@ def machine_info(bc: BenchConfig) -> dict[str, Any]:
 
 
 def save_json(res: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(res, indent=2, default=float) + "\n")
+    atomic.write_text(path, json.dumps(res, indent=2, default=float) + "\n")
 
 
 def format_table(res: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.stats import trim_mean
 from torch import nn
 
+from wnrl import atomic
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError, from_dict
@@ -101,13 +102,14 @@ def evaluate_network(net: nn.Module, cfg: Config, episodes: int, epsilon: float 
 
 
 def _write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None:
-    """MP4 of the agent's view (grayscale observations upscaled 4x; 2D frames only)."""
+    """MP4 of the agent's view (grayscale observations upscaled 4x; 2D frames only),
+    written atomically (a reader never sees half a video)."""
     import imageio.v2 as imageio
 
     if not frames or np.asarray(frames[0]).ndim != 2:
         raise ValueError("video needs image observations (an Atari env)")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=1) as w:
+    with atomic.atomic_path(path) as tmp, imageio.get_writer(
+            str(tmp), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1) as w:
         for f in frames:
             w.append_data(np.repeat(np.repeat(f, 4, axis=0), 4, axis=1))
 
@@ -148,6 +150,5 @@ def evaluate_checkpoint(path: str | Path, episodes: int = 30, epsilon: float | N
         out = res.summary() | {"checkpoint": str(path), "env_steps": state.get("env_steps"),
                                "epsilon": cfg.eval.epsilon if epsilon is None else epsilon,
                                "eval_config": dataclasses.asdict(cfg.eval)}
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(out, indent=2))
+        atomic.write_text(json_path, json.dumps(out, indent=2) + "\n")
     return res
