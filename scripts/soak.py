@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("soak"), help="runs and results go here")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     opt = p.parse_args(argv)
+    # stop cleanly (the run checkpoints) on SIGINT or SIGTERM, even if started with `&`,
+    # which makes a non-interactive shell's children ignore SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     distributed = opt.mode == "distributed"
     name = f"soak_{opt.env}_{opt.mode}_{time.strftime('%Y%m%d-%H%M%S')}"
     ov = {**DEFAULTS[opt.env], "train.total_steps": 10**10, "train.stop_return": "null",

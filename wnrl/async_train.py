@@ -10,9 +10,10 @@ time. A `BlockingRateLimiter` keeps learner updates per env step at
 of slack), whichever side is slower, so results do not depend on speed:
 
 - the learner may never run ahead of `(steps - learning start) * ratio`;
-- the actor may run ahead of the learner by at most the tolerance, and only
-  while the learner keeps up (otherwise by one vector step): the ratio is held
-  at the target on average, and logged as `perf/replay_ratio`.
+- the actor may run ahead of the learner by at most the tolerance, capped at
+  `AHEAD_VECTOR_STEPS` vector steps (the band absorbs jitter; uncapped, a
+  slower learner would hold the ratio at the band's bottom): so the ratio
+  converges to the target, and is logged as `perf/replay_ratio`.
 
 Shared state and who guards it:
 
@@ -51,6 +52,7 @@ from torch import Tensor
 from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
 
 DRAIN_LOG_S = 10.0  # seconds between progress lines of the end-of-run catch-up
+AHEAD_VECTOR_STEPS = 8  # the most vector steps the actor may run ahead within the band
 
 if TYPE_CHECKING:
     from wnrl.replay import Batch, ReplayBuffer, Transition
@@ -101,7 +103,8 @@ class AsyncLoop:
         self.num_envs = trainer.p.actor.num_envs
         rule = RateLimiter(ratio=cfg.train.updates_per_step,
                            tolerance=cfg.train.async_tolerance,
-                           start_step=self.base_step, slack_steps=self.num_envs)
+                           start_step=self.base_step, slack_steps=self.num_envs,
+                           max_ahead_steps=AHEAD_VECTOR_STEPS * self.num_envs)
         self.limiter = BlockingRateLimiter(
             rule, steps=trainer.p.actor.env_steps,
             updates=trainer.p.learner.num_updates - self.base_updates)
@@ -110,6 +113,7 @@ class AsyncLoop:
         self._weights: dict[str, Tensor] | None = None
         self._weights_lock = threading.Lock()
         self._error: BaseException | None = None
+        self._drain_owed: tuple[int, int] | None = None  # (updates due, owed) at the drain
         self.history: list[tuple[int, int]] = []
 
     # ---- learner thread -----------------------------------------------------------------
@@ -204,17 +208,26 @@ class AsyncLoop:
             learner.join()
             t.p = parts
         self._raise_errors(main_error)
+        if self._drain_owed is not None:  # counted now that the learner has stopped
+            due, owed = self._drain_owed
+            t.owed_updates = max(0, due - lim.updates)
+            if t.owed_updates:
+                t.log.message(f"catch-up stopped by a signal with {t.owed_updates}/{owed} "
+                              "updates still owed")
         self._load_weights()
         return step
 
     def _raise_errors(self, main_error: BaseException | None) -> None:
-        """Raise the run's first failure (the learner's if it is unknown which came first),
-        with the other thread's error, if any, as a note: neither is lost."""
-        errors = {id(e): (e, side) for e, side in ((main_error, "actor"),
-                                                   (self._error, "learner")) if e is not None}
+        """Raise an unexpected error (a bug: the learner's first) or else the run's first
+        failure, with the other thread's error, if any, as a note: neither is lost."""
+        from wnrl.train import TrainingFailed
+
+        errors = {id(e): (e, side) for e, side in ((self._error, "learner"),
+                                                   (main_error, "actor")) if e is not None}
         if not errors:
             return
-        first = errors.get(id(self.t.failed), errors.get(id(self._error), (main_error, "")))[0]
+        bugs = [e for e, _ in errors.values() if not isinstance(e, TrainingFailed)]
+        first = bugs[0] if bugs else errors.get(id(self.t.failed), next(iter(errors.values())))[0]
         for e, side in errors.values():
             if e is not first:
                 brief = str(e).split("; ")[0][:200]
@@ -228,8 +241,8 @@ class AsyncLoop:
         lim, t = self.limiter, self.t
         due = int(lim.rule.target_updates(lim.steps))
         owed = due - lim.updates
+        self._drain_owed = (due, owed)
         if owed <= 0 or self.stop.requested is not None:
-            t.owed_updates = max(0, owed)
             return
         t.log.message(f"end of run: the learner catches up {owed} updates "
                       f"(replay ratio {self.ratio():.3f} of {lim.rule.ratio})")
@@ -239,10 +252,6 @@ class AsyncLoop:
             if time.monotonic() >= next_log:
                 next_log += self.drain_log_s
                 t.log.message(f"catch-up: {owed - (due - lim.updates)}/{owed} updates done")
-        t.owed_updates = max(0, due - lim.updates)
-        if self.stop.requested is not None and t.owed_updates:
-            t.log.message(f"catch-up stopped by a signal with {t.owed_updates}/{owed} "
-                          "updates still owed")
 
     def ratio(self) -> float:
         """Updates per env step since the learning start so far (0 before it)."""

@@ -13,8 +13,9 @@ training (`scripts/evaluate.py` reads them unchanged). Extra tags:
 
 Backpressure: each worker has at most `distributed.max_chunks_in_flight` chunks
 requested and not yet stored, and `wnrl.rate_limiter.RateLimiter` (the async mode's
-rule, with `train.async_tolerance`) gates both sides on the env steps stored, so
-the replay ratio `train.updates_per_step` holds whatever the number of actors.
+rule, with `train.async_tolerance`, its band capped at twice the env steps the
+workers can have in flight) gates both sides on the env steps stored, so the
+replay ratio `train.updates_per_step` holds whatever the number of actors.
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ class ApexTrainer(Trainer):
             cluster.shutdown(self.pool.owns_ray)
 
     def _limiter(self) -> RateLimiter:
+        """The replay-ratio rule; the band is capped at twice what the workers can have in
+        flight, so a slower learner does not hold the ratio at the band's bottom."""
+        d = self.cfg.distributed
+        in_flight = d.num_actors * d.max_chunks_in_flight * self.pool.chunk_env_steps
         return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,
-                           start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps)
+                           start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps,
+                           max_ahead_steps=2 * in_flight)
 
     def _loop(self, stop: StopFlag) -> int:
         pool, cfg = self.pool, self.cfg
