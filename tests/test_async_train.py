@@ -182,7 +182,7 @@ def test_catch_up_logs_progress_and_a_finished_run_is_reported_finished(
     """The learner slows down near the end, so the actor ends far ahead (within the band):
     the catch-up logs its progress; a signal that arrives once all the work is done (as
     the catch-up ends) does not turn the finished run into a 'stopped, resume with' one."""
-    monkeypatch.setattr(async_train, "DRAIN_LOG_S", 0.05)
+    monkeypatch.setattr(async_train, "DRAIN_LOG_S", 0.05, raising=False)
     trainer = make_trainer(tmp_path, "train.async_tolerance=0.9")
     update = trainer.p.learner.update
 
