@@ -87,3 +87,17 @@ def test_evaluation_json_is_written_atomically(tmp_path: Path, monkeypatch) -> N
     with pytest.raises(OSError):
         evaluate.evaluate_checkpoint("ckpt", episodes=2, json_path=str(out))
     assert out.read_text() == first and [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_video_is_whole_or_absent(tmp_path: Path) -> None:
+    import numpy as np
+
+    from wnrl.evaluate import _write_video
+
+    frames = [np.full((84, 84), 10 * i, np.uint8) for i in range(10)]
+    with pytest.raises(Exception):  # noqa: B017 (imageio/ffmpeg raise several classes)
+        _write_video(tmp_path / "v.mp4", [*frames, np.zeros((3, 3, 3, 3), np.uint8)])
+    assert not list(tmp_path.iterdir())  # neither a partial video nor a temporary file
+    _write_video(tmp_path / "v.mp4", frames)
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+    assert (tmp_path / "v.mp4").stat().st_size > 0

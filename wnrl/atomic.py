@@ -49,12 +49,15 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on a clean exit it replaces `path`
-    durably (fsync file, rename, fsync directory); on any exception it is removed."""
+    durably (fsync file, rename, fsync directory); on any exception it is removed.
+    `keep_suffix`: the temporary name ends in `path`'s suffix too (`.tmp.mp4`), for
+    writers that choose the format by the file name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

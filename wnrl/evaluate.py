@@ -108,8 +108,8 @@ def _write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> N
 
     if not frames or np.asarray(frames[0]).ndim != 2:
         raise ValueError("video needs image observations (an Atari env)")
-    with atomic.atomic_path(path) as tmp, imageio.get_writer(
-            str(tmp), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1) as w:
+    with atomic.atomic_path(path, keep_suffix=True) as tmp, imageio.get_writer(
+            str(tmp), fps=fps, codec="libx264", macro_block_size=1) as w:
         for f in frames:
             w.append_data(np.repeat(np.repeat(f, 4, axis=0), 4, axis=1))
 

@@ -93,8 +93,8 @@ def plot_study(path: Path, env_id: str, total_steps: int, results: dict[str, Age
         lines2 = ax2.get_legend_handles_labels()
         ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper center")
     ax.set_title("batch norm: noise and update cost\nvs minibatch size", fontsize=10)
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    with atomic.atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
