@@ -9,7 +9,7 @@
 restore, data-dependent init, evaluation and logging are the Trainer's own, so the
 run directory, TensorBoard tags and checkpoint payload are those of single-machine
 training (`scripts/evaluate.py` reads them unchanged). Extra tags:
-`actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`.
+`actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`, `perf/replay_ratio`.
 
 Backpressure: each worker has at most `distributed.max_chunks_in_flight` chunks
 requested and not yet stored, and `wnrl.rate_limiter.RateLimiter` (the async mode's
@@ -181,6 +181,10 @@ class ApexTrainer(Trainer):
         for i, (a, b) in enumerate(zip(steps, before or [0] * len(steps))):
             self.log.scalar(f"actors/{i}/env_steps_per_s", (a - b) / dt, step)
         self._rate_mark = (now, steps)
+        base_step, base_updates = self.update_base
+        if step > base_step:  # updates per env step since learning started (as async logs it)
+            self.log.scalar("perf/replay_ratio",
+                            (self.p.learner.num_updates - base_updates) / (step - base_step), step)
 
     def worker_report(self) -> list[dict[str, Any]]:
         """Per worker: epsilon, env steps stored, episodes, restarts, node (for tests/notes)."""
