@@ -194,8 +194,8 @@ class Trainer:
 
     def _saved_note(self) -> str:
         latest = ckpt.latest_checkpoint(self.run_dir)
-        return (f"; nothing more is saved (latest checkpoint: {latest}, weights checked "
-                "finite when written)" if latest else "; no checkpoint was written")
+        return (f"; nothing more is saved (latest checkpoint: {latest})" if latest
+                else "; no checkpoint was written")
 
     def act(self, step: int) -> tuple[Transition, list[Episode]]:
         """One actor step; an env failure becomes a one-line EnvError."""
