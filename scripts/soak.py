@@ -77,6 +77,19 @@ def _proc(pid: int) -> tuple[int, int, int] | None:
     return rss_pages * PAGE, fds, threads
 
 
+def _label(pid: int) -> str:
+    """A short name for a process: Ray sets worker titles (`ray::ReplayShard...`)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = args[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split(".")[0].split(" ")[0][:40]
+    words = [Path(a.decode(errors="replace")).name for a in args[:2] if a]
+    return " ".join(words)[:40]
+
+
 def _dir_size(run: Path) -> tuple[int, int]:
     """(event-file bytes, all other bytes) under the run directory."""
     events = other = 0
@@ -94,9 +107,14 @@ def _dir_size(run: Path) -> tuple[int, int]:
 
 def sample(pid: int, run: Path, step: int, t0: float) -> dict[str, float]:
     main = _proc(pid) or (0, 0, 0)
-    tree = [x for p in _tree(pid) if (x := _proc(p)) is not None]
+    procs = [(p, x) for p in _tree(pid) if (x := _proc(p)) is not None]
+    tree = [x for _, x in procs]
+    by_label: dict[str, int] = {}
+    for p, x in procs:
+        by_label[_label(p)] = by_label.get(_label(p), 0) + x[0]
     events, other = _dir_size(run)
     return {"t": time.time() - t0, "env_steps": step, "rss": main[0], "fds": main[1],
+            "rss_by_process": by_label,
             "threads": main[2], "tree_rss": sum(x[0] for x in tree),
             "tree_fds": sum(x[1] for x in tree), "tree_threads": sum(x[2] for x in tree),
             "tree_procs": len(tree), "events_bytes": events, "other_bytes": other}
@@ -135,6 +153,10 @@ def report(samples: list[dict[str, float]], fill_step: int, mode: str, env: str,
            "events_kib_per_100k": growth(after, "events_bytes") / 1024,
            "other_bytes_range_mib": [min(s["other_bytes"] for s in after) / 2**20,
                                      max(s["other_bytes"] for s in after) / 2**20]}
+    labels = set().union(*(s["rss_by_process"] for s in after))
+    per = {lb: growth([{"env_steps": s["env_steps"], "v": s["rss_by_process"].get(lb, 0)}
+                       for s in after], "v") / 2**20 for lb in labels}
+    res["rss_growth_mib_per_100k_by_process"] = dict(sorted(per.items(), key=lambda kv: -kv[1]))
     r = res
     row = (f"| {env} | {mode} | {minutes:.0f} | {r['env_steps_at_fill']:,}-"
            f"{r['env_steps_end']:,} | {r['rss_at_fill_mib']:.0f} -> {r['rss_end_mib']:.0f} MiB "
