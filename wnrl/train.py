@@ -166,7 +166,7 @@ class Trainer:
         if not self.initialized:
             self._initialize()
         lr, cfg = self.p.learner, self.cfg
-        due = base_updates + int((step - base_step) * cfg.train.updates_per_step)  # as async
+        due = base_updates + int((step - base_step) * cfg.train.updates_per_step) + 1
         beta = self.beta(step)
         while lr.num_updates < due:
             if self._update_once(step, beta):
