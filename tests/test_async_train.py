@@ -3,11 +3,14 @@ slower, stop requests, checkpoints taken while the learner thread runs."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from wnrl import async_train
 from wnrl import checkpoint as ckpt
 from wnrl.async_train import AsyncLoop, LockedReplay
 from wnrl.config import load_config
@@ -42,6 +45,19 @@ class StopAfter:
         return 2 if self.trainer.p.actor.env_steps >= self.steps else None
 
 
+class StopWhen:
+    """A StopFlag stand-in: requests a stop (SIGINT) once `cond()` is true."""
+
+    exit_code = 130
+
+    def __init__(self, cond: Callable[[], bool]) -> None:
+        self.cond = cond
+
+    @property
+    def requested(self) -> int | None:
+        return 2 if self.cond() else None
+
+
 def slow(obj: object, name: str, seconds: float) -> None:
     """Make `obj.name(...)` sleep `seconds` before doing its work."""
     fn = getattr(obj, name)
@@ -72,7 +88,8 @@ def test_ratio_held_within_tolerance(tmp_path: Path, slow_side: str) -> None:
             assert target - updates <= TOL * target + n * RATIO + 1
             checked += 1
     assert checked > 100
-    # at the natural end the learner catches up: the same number of updates as sync mode
+    # at the natural end the learner catches up: floor((steps - start) * ratio) updates, one
+    # fewer than sync mode, which also updates at the learning start itself (test_train)
     assert trainer.p.learner.num_updates == int((1600 - STARTS) * RATIO)
     assert not isinstance(trainer.p.replay, LockedReplay)  # the plain replay is put back
 
@@ -125,3 +142,86 @@ def test_stop_return_ends_the_run(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, "train.stop_return=-1000", "train.stop_window=1")
     assert trainer.run(StopAfter(trainer, 10**9)) == 0
     assert trainer.p.actor.env_steps < 1600 and len(trainer.recent_returns) == 1
+
+
+def test_ratio_is_held_at_the_target_on_average(tmp_path: Path) -> None:
+    """A slower learner does not leave the ratio at the bottom of the band (0.9 x target,
+    60 updates short at 1600 steps): the actor is never more than a fixed number of vector
+    steps ahead, so the shortfall stays constant and the ratio converges to the target."""
+    trainer = make_trainer(tmp_path)
+    slow(trainer.p.learner, "update", 0.004)
+    loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
+    loop.run()
+    n = trainer.p.actor.num_envs
+    bound = (async_train.AHEAD_VECTOR_STEPS + 2) * n * RATIO + 1
+    late = [(s * RATIO - u, u / (s * RATIO)) for s, u in loop.history if s >= 800 - STARTS]
+    assert len(late) > 100 and max(short for short, _ in late) <= bound
+    assert late[-1][1] >= 0.97
+
+
+def test_signal_during_the_catch_up_checkpoints_at_once(tmp_path: Path, capsys) -> None:
+    """A signal in the end-of-run catch-up (here: as the actor's last step is taken) stops
+    it at once; the report and the checkpoint say what is owed, and a resume does it."""
+    trainer = make_trainer(tmp_path, "replay.save_in_checkpoint=true")
+    slow(trainer.p.learner, "update", 0.03)
+    assert trainer.run(StopWhen(lambda: trainer.p.actor.env_steps >= 1600)) == 130
+    out = capsys.readouterr().out
+    owed = trainer.owed_updates
+    assert owed > 0 and f"during the end-of-run catch-up, {owed} learner updates owed" in out
+    path, state = ckpt.load_latest_valid(tmp_path)
+    assert state["env_steps"] == 1600
+    assert state["learner"]["num_updates"] + owed == int((1600 - STARTS) * RATIO)
+    resumed = make_trainer(tmp_path / "again", "replay.save_in_checkpoint=true")
+    resumed.restore(state, str(path))
+    assert resumed.run(StopAfter(resumed, 10**9)) == 0
+    assert resumed.p.learner.num_updates == int((1600 - STARTS) * RATIO)
+    assert "done: 1600 env steps, 600 updates" in capsys.readouterr().out
+
+
+def test_catch_up_logs_progress_and_a_finished_run_is_reported_finished(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """The learner slows down near the end, so the actor ends far ahead (within the band):
+    the catch-up logs its progress; a signal that arrives once all the work is done (as
+    the catch-up ends) does not turn the finished run into a 'stopped, resume with' one."""
+    monkeypatch.setattr(async_train, "DRAIN_LOG_S", 0.05, raising=False)
+    trainer = make_trainer(tmp_path, "train.async_tolerance=0.9")
+    update = trainer.p.learner.update
+
+    def slow_late(batch: object) -> object:
+        if trainer.p.actor.env_steps >= 1400:
+            time.sleep(0.02)
+        return update(batch)
+
+    trainer.p.learner.update = slow_late  # type: ignore[method-assign]
+    due = int((1600 - STARTS) * RATIO)
+    stop = StopWhen(lambda: trainer.p.learner.num_updates >= due)
+    assert trainer.run(stop) == 0
+    out = capsys.readouterr().out
+    assert "end of run: the learner catches up" in out and "catch-up: " in out
+    assert f"done: 1600 env steps, {due} updates" in out and "resume with" not in out
+
+
+def test_when_both_threads_fail_the_learners_error_is_kept(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, "train.async_tolerance=0.9")  # the actor steps on
+    entered, go = threading.Event(), threading.Event()
+
+    def broken(batch: object) -> object:
+        entered.set()
+        go.wait(10)
+        raise FloatingPointError("learner failed")
+
+    real_step = trainer.p.env.step
+
+    def env_step(actions: object) -> object:
+        if entered.is_set():  # the learner is inside its (failing) update
+            go.set()
+            raise RuntimeError("emulator died")
+        return real_step(actions)
+
+    trainer.p.learner.update = broken  # type: ignore[method-assign]
+    trainer.p.env.step = env_step  # type: ignore[method-assign]
+    with pytest.raises(FloatingPointError, match="learner failed") as info:
+        AsyncLoop(trainer, StopAfter(trainer, 10**9)).run()
+    assert any("actor thread failed too: EnvError" in n and "emulator died" in n
+               for n in info.value.__notes__)
+    assert not ckpt.list_checkpoints(tmp_path / "checkpoints")

@@ -165,21 +165,47 @@ def test_signal_checkpoints_and_exits(tmp_path: Path, sig: int, code: int) -> No
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_a_live_run_refuses_a_second_writer(tmp_path: Path) -> None:
+    """A second --resume, and a --force, of a run that is training are refused in one line
+    naming its PID; the first run goes on untouched and a --resume after it works."""
+    args = _cartpole(tmp_path, "live", "train.total_steps=1000000",
+                     "train.checkpoint_period=500", "train.learning_starts=200")
+    proc = _start(*args)
+    run = tmp_path / "live"
+    _wait_for_checkpoint(run, proc)
+    config = (run / "config.yaml").read_bytes()
+    _one_line_error(_run("train.py", "--resume", str(run)), "in use", f"process {proc.pid}")
+    _one_line_error(_run("train.py", *args, "--force"), "in use", f"process {proc.pid}")
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "error" not in out + err
+    assert (run / "config.yaml").read_bytes() == config
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1 and not list(run.glob("previous-*"))
+    step = ckpt.load_latest_valid(run)[1]["env_steps"]
+    res = _run("train.py", "--resume", str(run), f"train.total_steps={step + 100}")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def test_sigkill_at_random_moments_never_loses_the_run(tmp_path: Path) -> None:
     """Kill -9 repeatedly (checkpoints with the replay are written every 100 steps, so many
-    kills land mid-write); each time the latest checkpoint loads and --resume goes on."""
+    kills land mid-write); each time the latest checkpoint loads and --resume goes on at
+    once: the run directory's lock died with the killed process."""
     rng = random.Random(1234)
     run = tmp_path / "k"
     args = _cartpole(tmp_path, "k", "train.total_steps=3000", "train.checkpoint_period=100",
                      "train.learning_starts=200", "replay.save_in_checkpoint=true",
                      "replay.capacity=50000")
     proc = _start(*args)
-    last = -1
+    last, killed = -1, []
     for _ in range(4):
         _wait_for_checkpoint(run, proc)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         proc.wait()
+        killed.append(str(proc.pid))
+        assert (run / "wnrl.lock").read_text().strip() in killed  # a stale PID, no lock
         path, state = ckpt.load_latest_valid(run)  # must always succeed
         assert state["env_steps"] >= last
         last = state["env_steps"]

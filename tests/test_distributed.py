@@ -68,9 +68,10 @@ def local_ray(ray_env):
 def _trainer(cfg) -> ApexTrainer:
     """What `wnrl.runner.start_run` does, keeping the trainer for inspection."""
     parts, trainer_cls = build_apex(cfg)
-    run_dir = create_run_dir(cfg)
+    run_dir, lock = create_run_dir(cfg)
     trainer = trainer_cls(cfg, run_dir, parts)
     trainer.log = RunLogger(run_dir, cfg.train.total_steps, progress=False)
+    trainer.run_lock = lock  # type: ignore[attr-defined]  # released by _run, as the runner does
     return trainer
 
 
@@ -79,6 +80,7 @@ def _run(trainer: ApexTrainer) -> int:
         return trainer.run(StopFlag())
     finally:
         trainer.log.close()
+        trainer.run_lock.release()  # type: ignore[attr-defined]
 
 
 # ---- replay shard semantics (no Ray) ---------------------------------------------------------

@@ -41,3 +41,19 @@ def test_blocking_wrapper_wakes_waiters_and_stops() -> None:
     t.join()
     lim.stop()
     assert not lim.wait_to_act(10**6, timeout=5.0) and lim.stopped
+
+
+def test_capped_band_keeps_a_slower_learner_at_the_target() -> None:
+    """The learner is the slower side (one update per actor turn, at most): uncapped, the
+    actor waits at the band's edge (0.9 x target); capped, the shortfall stays constant."""
+    for cap, shortfall in ((None, 0.1), (64, 0.0)):
+        rule = RateLimiter(ratio=0.5, tolerance=0.1, start_step=0, slack_steps=8,
+                           max_ahead_steps=cap)
+        steps = updates = 0
+        while steps < 100_000:
+            while rule.can_act(steps, updates, 8):
+                steps += 8
+            if rule.can_update(steps, updates):
+                updates += 1
+        target = steps * 0.5
+        assert updates == pytest.approx(target * (1 - shortfall), abs=(64 + 8) * 0.5 + 1)

@@ -72,6 +72,11 @@ def test_resume_with_replay_is_exact(tmp_path: Path) -> None:
         assert full == resumed, tag  # same points, no duplicates after the purge
         steps = [s for s, _ in resumed]
         assert steps == sorted(steps)
+    # the resumed run's first rates count from the checkpoint (updates too): both rates share
+    # one time interval, so their quotient is the replay ratio (0.5), whatever the speed
+    (s1, ups), = [(s, v) for s, v in _scalars(part, "perf/updates_per_s") if s > 800][:1]
+    (s2, sps), = [(s, v) for s, v in _scalars(part, "perf/env_steps_per_s") if s > 800][:1]
+    assert s1 == s2 == 1000 and ups / sps == pytest.approx(0.5, abs=0.03)
 
 
 def _trainer(tmp: Path, name: str, **extra: object) -> Trainer:
@@ -138,12 +143,13 @@ def test_resume_without_replay_refills_first(tmp_path: Path, capsys) -> None:
 
 
 def test_replay_ratio_is_held(tmp_path: Path) -> None:
+    """Sync mode does floor((steps - learning_starts) * ratio) + 1 updates: one at the
+    learning start itself; async and distributed modes do one fewer (see test_async_train)."""
     cfg = str(CONFIGS / "cartpole_dqn.yaml")
     ov = _overrides(tmp_path, "ratio", **{"train.updates_per_step": 0.25})
     assert start_run(cfg, ov, progress=False) == 0
     st = _final_state(tmp_path / "ratio")
-    expected = (st["env_steps"] - 400) * 0.25
-    assert abs(st["learner"]["num_updates"] - expected) <= 2
+    assert st["env_steps"] == 1600 and st["learner"]["num_updates"] == (1600 - 400) // 4 + 1
 
 
 def test_nan_stops_without_checkpointing_it(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -168,6 +174,45 @@ def test_nan_stops_without_checkpointing_it(tmp_path: Path, monkeypatch, capsys)
     assert names == [ckpt.checkpoint_name(500)]
     state = _final_state(tmp_path / "nan")
     assert all(torch.isfinite(v).all() for v in state["learner"]["online"].values())
+
+
+@pytest.mark.parametrize("mode, ratio", [("sync", 0.25), ("async", 0.5)])
+def test_divergence_never_reaches_a_checkpoint(tmp_path: Path, capsys, mode: str,
+                                               ratio: float) -> None:
+    """The issue's reproduction: lr=1e30 makes the weights non-finite in one step while
+    that step's loss (computed before it) is finite, with a checkpoint every vector step."""
+    cfg = str(CONFIGS / "cartpole_wn_dqn.yaml")
+    ov = _overrides(tmp_path, "div", **{"train.mode": mode, "learner.lr": 1e30,
+                                        "train.updates_per_step": ratio,
+                                        "train.checkpoint_period": 4, "train.keep_checkpoints": 3})
+    assert start_run(cfg, ov, progress=False) == 1
+    saved = ckpt.list_checkpoints(tmp_path / "div" / "checkpoints")
+    for p in saved:
+        for k, v in ckpt.load(p)["learner"]["online"].items():
+            assert torch.isfinite(v).all(), (p.name, k)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: non-finite"), err
+    assert saved and f"latest checkpoint: {saved[-1]}" in err[0]  # the message is true
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_env_failure_is_one_line(tmp_path: Path, capsys, monkeypatch, mode: str) -> None:
+    from wnrl.envs import VecEnv
+
+    real_step, calls = VecEnv.step, [0]
+
+    def failing(self, actions):
+        calls[0] += 1
+        if calls[0] == 150:
+            raise RuntimeError("emulator died\nC++ backtrace follows")
+        return real_step(self, actions)
+
+    monkeypatch.setattr(VecEnv, "step", failing)
+    ov = _overrides(tmp_path, "env", **{"train.mode": mode})
+    assert start_run(str(CONFIGS / "cartpole_dqn.yaml"), ov, progress=False) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the env failed after env step 596: RuntimeError: emulator died; "
+                   "training stopped; no checkpoint was written"], err
 
 
 def test_data_dependent_init_runs_before_learning(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wnrl import atomic
 from wnrl.accel import compiler_available, native_bf16, resolve_device
 from wnrl.actor import Actor
 from wnrl.config import (
@@ -341,7 +342,7 @@ def machine_info(bc: BenchConfig) -> dict[str, Any]:
 
 
 def save_json(res: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(res, indent=2, default=float) + "\n")
+    atomic.write_text(path, json.dumps(res, indent=2, default=float) + "\n")
 
 
 def format_table(res: dict[str, Any]) -> str:

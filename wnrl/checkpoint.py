@@ -8,10 +8,9 @@ Both levels load with `torch.load(weights_only=True)`: a file crafted to run
 code on unpickling is refused before anything runs. The checksum catches
 truncated or bit-flipped files that the zip container alone might let through.
 
-Writes go to a temporary file in the same directory, are fsynced, then
-renamed over the destination (atomic on POSIX), then the directory is
-fsynced: a crash at any moment leaves either the old checkpoint set or the
-new one, never a partial file under a checkpoint name.
+Writes go through `wnrl.atomic` (temporary file in the same directory,
+fsync, rename, directory fsync): a crash at any moment leaves either the old
+checkpoint set or the new one, never a partial file under a checkpoint name.
 """
 
 from __future__ import annotations
@@ -21,12 +20,13 @@ import io
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from wnrl import atomic
 
 FORMAT = "wnrl-checkpoint"
 VERSION = 1
@@ -39,14 +39,6 @@ class CheckpointError(RuntimeError):
 
 def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:012d}.pt"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _encode(obj: Any) -> Any:
@@ -101,18 +93,7 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> int:
             f"not enough disk space for checkpoint {path}: need {len(data)} bytes "
             f"plus 64 MiB margin, {free} free"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return len(data)
+    return atomic.write_bytes(path, data)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

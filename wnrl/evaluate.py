@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import trim_mean
 from torch import nn
 
+from wnrl import atomic
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError, from_dict
@@ -176,5 +177,5 @@ def evaluate_checkpoint(path: str | Path, episodes: int = 30, epsilon: float | N
                                "seeds": seeds.to_dict(eval_num_envs(cfg, episodes)),
                                "video": None if filmed is None else filmed.to_dict()}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(out, indent=2))
+        atomic.write_text(json_path, json.dumps(out, indent=2) + "\n")
     return res, filmed

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0,
-                 purge: bool = False, progress: bool | None = None) -> None:
+                 purge: bool = False, progress: bool | None = None,
+                 start_updates: int = 0) -> None:
         # a checkpoint at step S is written after everything logged at S: purge from S + 1
         self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if purge else None,
                                     flush_secs=30)
@@ -36,7 +37,7 @@ class RunLogger:
                          disable=not self._tty, smoothing=0.05)
         self._last_t = time.perf_counter()
         self._last_step = start_step
-        self._last_updates = 0
+        self._last_updates = start_updates  # a resumed run's rates count from its checkpoint
         self._step = start_step
 
     def scalar(self, tag: str, value: float, step: int) -> None:

@@ -9,9 +9,17 @@ all; so at any moment `updates / (steps - start)` lies within
 `ratio * (1 ± tolerance)` once past the first few updates, and results do not
 depend on which side is faster.
 
+The band absorbs jitter, not a standing offset: when the learner is the
+slower side the actor always waits at the band's edge, so a band of
+`tolerance * target` (which grows with the run) would hold the ratio at
+`ratio * (1 - tolerance)`. `max_ahead_steps` caps the band at a fixed number
+of env steps (the async mode: a few vector steps), so the standing offset is
+a constant number of updates and the ratio converges to the target.
+
 `RateLimiter` is the pure rule; `BlockingRateLimiter` adds a condition
 variable for threads (the async mode). The distributed learner uses the pure
-rule with counts gathered from its actors.
+rule with counts gathered from its actors (its cap leaves room for the chunks
+in flight).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ class RateLimiter:
     tolerance: float  # allowed relative drift of the ratio, e.g. 0.1
     start_step: int = 0  # env steps before the first update (learning starts)
     slack_steps: int = 0  # env steps the actor may always be ahead by (one vector step)
+    max_ahead_steps: int | None = None  # cap on the band, in env steps (None: no cap)
 
     def target_updates(self, steps: int) -> float:
         return max(0.0, (steps - self.start_step) * self.ratio)
@@ -40,6 +49,8 @@ class RateLimiter:
             return True
         ahead = self.target_updates(steps + batch_steps) - updates
         allowed = self.tolerance * max(self.target_updates(steps + batch_steps), 1.0)
+        if self.max_ahead_steps is not None:
+            allowed = min(allowed, self.max_ahead_steps * self.ratio)
         return ahead <= allowed + self.slack_steps * self.ratio + 1.0
 
 
@@ -74,6 +85,12 @@ class BlockingRateLimiter:
         with self._cv:
             self.updates += n
             self._cv.notify_all()
+
+    def wait_for_updates(self, updates: int, timeout: float | None = None) -> bool:
+        """Block until `updates` updates are done; False if stopped or timed out."""
+        with self._cv:
+            ok = self._cv.wait_for(lambda: self._stopped or self.updates >= updates, timeout)
+            return bool(ok) and self.updates >= updates
 
     def stop(self) -> None:
         with self._cv:

@@ -1,7 +1,9 @@
 """Starting and resuming a run: config, run directory, logger, trainer, signals.
 
-Everything that can be refused (config, machine limits, run directory,
-checkpoint compatibility) is checked before anything is written.
+Everything that can be refused (config, machine limits, run directory and
+its lock, checkpoint compatibility) is checked before anything is written.
+The run directory's lock (`wnrl.rundir.RunLock`) is held from then until the
+process ends, so a run has one writer (the distributed driver included).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from wnrl import checkpoint as ckpt
+from wnrl.atomic import write_text
 from wnrl.config import Config, ConfigError, build_config, load_config, to_yaml
 from wnrl.logger import RunLogger
-from wnrl.rundir import check_resume_dir, create_run_dir, write_text_atomic
+from wnrl.rundir import RunLock, check_resume_dir, claim_run_dir, create_run_dir, run_dir_of
 from wnrl.signals import StopFlag
-from wnrl.train import NonFiniteError, Parts, Trainer, build, validate_against_machine
+from wnrl.train import Parts, Trainer, TrainingFailed, build, validate_against_machine
 
 
 def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
@@ -39,12 +42,13 @@ def _build(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Trainer]
     return build_apex(cfg)
 
 
-def _run(trainer: Trainer) -> int:
-    with StopFlag() as stop:
+def _run(trainer: Trainer, lock: RunLock) -> int:
+    with lock, StopFlag() as stop:
         try:
             return trainer.run(stop)
-        except NonFiniteError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except TrainingFailed as exc:  # divergence, a failed env: one line, exit 1
+            notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", []))
+            print(f"error: {exc}{notes}", file=sys.stderr)
             return 1
         finally:
             trainer.log.close()
@@ -54,32 +58,44 @@ def start_run(config_path: str, overrides: list[str], force: bool = False,
               progress: bool | None = None) -> int:
     cfg = load_config(config_path, overrides)
     validate_against_machine(cfg)
-    parts, trainer_cls = _build(cfg)  # refuses unknown games, replays too big, small clusters
-    run_dir = create_run_dir(cfg, force=force)
+    lock = claim_run_dir(run_dir_of(cfg), force=force)  # refuses a live run before building
+    try:
+        parts, trainer_cls = _build(cfg)  # refuses unknown games, replays too big, ...
+        run_dir, lock = create_run_dir(cfg, force=force, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     logger = RunLogger(run_dir, cfg.train.total_steps, progress=progress)
     logger.text("config", "```\n" + to_yaml(cfg) + "\n```")
     logger.hparams(_hparams(cfg), ["episode/return", "eval/return_mean"])
     logger.message(f"run directory: {run_dir}  (tensorboard --logdir {run_dir.parent})")
     trainer = trainer_cls(cfg, run_dir, parts)
     trainer.log = logger
-    return _run(trainer)
+    return _run(trainer, lock)
 
 
 def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = None) -> int:
     run_dir = check_resume_dir(run_dir_arg)
-    path, state = ckpt.load_latest_valid(run_dir)
-    saved = OmegaConf.create(state["config"])
-    cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
-    cfg = build_config((saved, f"{path}"), (cli, "command-line overrides"))
-    validate_against_machine(cfg)
-    parts, trainer_cls = _build(cfg)
-    step = int(state["env_steps"])
-    trainer = trainer_cls(cfg, run_dir, parts)
-    notes = trainer.restore(state, str(path))  # refuses incompatible checkpoints, writes nothing
-    if overrides:
-        write_text_atomic(Path(run_dir) / "config.yaml", to_yaml(cfg))
-    trainer.log = RunLogger(run_dir, cfg.train.total_steps, start_step=step, purge=True,
-                            progress=progress)
+    lock = RunLock.acquire(run_dir)  # refuses a run another process is training
+    try:
+        path, state = ckpt.load_latest_valid(run_dir)
+        saved = OmegaConf.create(state["config"])
+        cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
+        cfg = build_config((saved, f"{path}"), (cli, "command-line overrides"))
+        validate_against_machine(cfg)
+        parts, trainer_cls = _build(cfg)
+        step = int(state["env_steps"])
+        trainer = trainer_cls(cfg, run_dir, parts)
+        notes = trainer.restore(state, str(path))  # refuses incompatible checkpoints
+        if overrides:
+            write_text(Path(run_dir) / "config.yaml", to_yaml(cfg))
+        trainer.log = RunLogger(run_dir, cfg.train.total_steps, start_step=step, purge=True,
+                                progress=progress,
+                                start_updates=trainer.p.learner.num_updates)
+    except BaseException:
+        lock.release()
+        raise
     for note in [f"resumed {run_dir} from {path.name} at env step {step}", *notes]:
         trainer.log.message(note)
-    return _run(trainer)
+    return _run(trainer, lock)

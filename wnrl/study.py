@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wnrl import atomic
 from wnrl.checkpoint import checkpoint_name
 
 DEFAULT_AGENTS = ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")
@@ -314,13 +315,13 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
            "update_cost_nature_cnn": cnn_costs, "bn_minibatch_sweep": sweep,
            "bn_sweep_network": str(bn_run) if bn_run else "freshly initialized",
            "command": opt.command, "torch_threads": torch.get_num_threads()}
-    (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+    atomic.write_text(out / "summary.json", json.dumps(doc, indent=2) + "\n")
     header = (f"# {opt.env_id}: noise study\n\n{opt.total_steps} env steps per run; final "
               f"return = mean training-episode return over the last "
               f"{int(100 * FINAL_FRACTION)}% of env steps; AUC = mean of the learning curve. "
               f"Noise columns are means of the `noise/` diagnostics logged during training.\n\n"
               f"Reproduce: `{opt.command}`\n\n![figure](figure.png)\n\n")
-    (out / "summary.md").write_text(header + markdown_table(summary, sweep, cnn_costs))
+    atomic.write_text(out / "summary.md", header + markdown_table(summary, sweep, cnn_costs))
     log(f"wrote {out / 'figure.png'}, {out / 'summary.md'}, {out / 'summary.json'}")
     return doc
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from wnrl import atomic
 from wnrl.study import AgentResults
 
 COLORS = {"dqn": "tab:gray", "wn_dqn": "tab:blue", "bn_dqn": "tab:red",
@@ -92,7 +93,8 @@ def plot_study(path: Path, env_id: str, total_steps: int, results: dict[str, Age
         lines2 = ax2.get_legend_handles_labels()
         ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper center")
     ax.set_title("batch norm: noise and update cost\nvs minibatch size", fontsize=10)
-    fig.savefig(path, dpi=110)
+    with atomic.atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 

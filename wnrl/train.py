@@ -37,6 +37,7 @@ from wnrl.actor import Actor, closing_rows
 from wnrl.agents import get_agent
 from wnrl.async_train import async_loop
 from wnrl.config import Config, ConfigError, to_dict
+from wnrl.core.types import Episode, Transition
 from wnrl.envs import VecEnv, make_env
 from wnrl.learner import Learner, UpdateMetrics
 from wnrl.logger import RunLogger
@@ -50,8 +51,22 @@ from wnrl.seeds import EVAL_SEED_BASE
 from wnrl.signals import StopFlag
 
 
-class NonFiniteError(RuntimeError):
-    """A NaN or inf loss or Q-value: training stops without checkpointing it."""
+class TrainingFailed(RuntimeError):
+    """Training cannot go on (one-line message; the run exits 1, nothing more is saved)."""
+
+
+class NonFiniteError(TrainingFailed):
+    """A NaN or inf loss, Q-value or weight: training stops without checkpointing it."""
+
+
+class EnvError(TrainingFailed):
+    """The environment raised while stepping."""
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold a NaN or inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
 
 
 @dataclass
@@ -118,6 +133,8 @@ class Trainer:
         self.last_metrics: UpdateMetrics | None = None
         self.recent_returns: deque[float] = deque(maxlen=t.stop_window)
         self.last_checkpoint: tuple[int, Path] | None = None
+        self.failed: TrainingFailed | None = None  # set once: no checkpoint is written after
+        self.owed_updates = 0  # updates the async catch-up had left when a signal cut it
 
     def record_episodes(self, episodes: list, step: int) -> None:
         """Log finished episodes (raw score) and keep the window for `train.stop_return`."""
@@ -170,13 +187,35 @@ class Trainer:
         if warming_up:
             self.log.message(f"learner update compiled in {lr.compile_seconds:.1f} s")
         if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
-            raise NonFiniteError(
+            raise self.fail(NonFiniteError(
                 f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
-                f"update {lr.num_updates}: training stopped; the last checkpoint is intact")
+                f"update {lr.num_updates}: training stopped{self._saved_note()}"))
         if cfg.replay.prioritized:
             self.p.replay.update_priorities(batch.index, m.td_abs)
         self.last_metrics = m
         return lr.num_updates % cfg.actor.weight_sync_period == 0
+
+    def fail(self, exc: TrainingFailed) -> TrainingFailed:
+        """Mark the run failed (no checkpoint after this) and return `exc` to raise."""
+        if self.failed is None:
+            self.failed = exc
+        return exc
+
+    def _saved_note(self) -> str:
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        return (f"; nothing more is saved (latest checkpoint: {latest})" if latest
+                else "; no checkpoint was written")
+
+    def act(self, step: int) -> tuple[Transition, list[Episode]]:
+        """One actor step; an env failure becomes a one-line EnvError."""
+        try:
+            return self.p.actor.step()
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            raise self.fail(EnvError(
+                f"the env failed after env step {step}: {type(exc).__name__}: "
+                f"{text[0][:200] if text else ''}; training stopped{self._saved_note()}")) \
+                from exc
 
     # ---- periodic work --------------------------------------------------------------------
     def _periodic(self, step: int) -> None:
@@ -226,10 +265,20 @@ class Trainer:
         return self.p.actor.obs
 
     def save_checkpoint(self, step: int) -> Path:
-        """Write the checkpoint atomically (with `train.exact_resume`, first cut the games
-        in progress and reset the envs; see module doc)."""
+        """Write the checkpoint atomically, after checking the weights are finite (with
+        `train.exact_resume`, first cut the games in progress and reset the envs; see module
+        doc). A failed run never writes another checkpoint."""
+        if self.failed is not None:
+            raise self.failed  # a failed run never writes another checkpoint
         if self.last_checkpoint is not None and self.last_checkpoint[0] == step:
             return self.last_checkpoint[1]  # already saved at this step
+        learner_state = self.p.learner.state_dict()
+        bad = nonfinite_tensors(learner_state["online"]) + nonfinite_tensors(
+            learner_state["target"])
+        if bad:
+            raise self.fail(NonFiniteError(
+                f"non-finite weights ({', '.join(bad[:3])}) at env step {step}, update "
+                f"{self.p.learner.num_updates}: training stopped{self._saved_note()}"))
         save_replay = self.cfg.replay.save_in_checkpoint
         open_obs = None
         if self.cfg.train.exact_resume:
@@ -242,7 +291,7 @@ class Trainer:
             "env_steps": step,
             "initialized": self.initialized,
             "update_base": list(self.update_base),
-            "learner": self.p.learner.state_dict(),
+            "learner": learner_state,
             "actor": self.p.actor.state_dict(),
             "replay": self.p.replay.state_dict() if save_replay else None,
             "open_obs": open_obs,
@@ -259,6 +308,10 @@ class Trainer:
     def restore(self, state: dict[str, Any], source: str) -> list[str]:
         """Load a checkpoint's state; returns notes for the log. Writes no file."""
         check_compatible(state.get("signature", {}), network_signature(self.cfg, self.p), source)
+        bad = nonfinite_tensors(state.get("learner", {}).get("online", {}))
+        if bad:
+            raise ckpt.CheckpointError(f"checkpoint {source} holds non-finite weights "
+                                       f"({', '.join(bad[:3])}): resume from an earlier one")
         try:
             self.p.learner.load_state_dict(state["learner"])
             self.p.actor.load_state_dict(state["actor"])
@@ -313,7 +366,7 @@ class Trainer:
         actor, replay, total = self.p.actor, self.p.replay, self.cfg.train.total_steps
         step = actor.env_steps
         while step < total and stop.requested is None and not self.reached_stop_return():
-            transition, episodes = actor.step()
+            transition, episodes = self.act(step)
             replay.add(transition)
             step = actor.env_steps
             self.record_episodes(episodes, step)
@@ -322,18 +375,25 @@ class Trainer:
         return step
 
     def _finish(self, step: int, stop: StopFlag) -> int:
+        """Final checkpoint and report. A run whose work is all done is reported done (exit
+        0) even if a signal came at the very end; anything left undone is resumable."""
         path = self.save_checkpoint(step)
+        finished = step >= self.cfg.train.total_steps or self.reached_stop_return()
         if self.reached_stop_return():
             self.log.message(f"mean return of the last {self.cfg.train.stop_window} episodes "
                              f"reached {self.cfg.train.stop_return}")
-        if stop.requested is not None:
-            self.log.message(f"stopped at env step {step}; checkpoint {path}\n"
-                             f"resume with: python scripts/train.py --resume {self.run_dir}")
+        resume = f"resume with: python scripts/train.py --resume {self.run_dir}"
+        if stop.requested is not None and not (finished and self.owed_updates == 0):
+            where = (f"during the end-of-run catch-up, {self.owed_updates} learner updates "
+                     "owed" if finished else f"at env step {step}")
+            self.log.message(f"stopped {where}; checkpoint {path}\n{resume}")
             return stop.exit_code
-        if self.cfg.train.eval_period:
+        if stop.requested is None and self.cfg.train.eval_period:
             self.evaluate(step)
+        skipped = "" if stop.requested is None or not self.cfg.train.eval_period else \
+            " (final evaluation skipped: stop signal)"
         self.log.message(f"done: {step} env steps, {self.p.learner.num_updates} updates; "
-                         f"checkpoint {path}")
+                         f"checkpoint {path}{skipped}")
         return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from wnrl import atomic
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError
 from wnrl.screen_env import ScreenEnv
@@ -89,7 +90,6 @@ class _Writer:
     def __init__(self, path: Path, fmt: str, fps: float) -> None:
         import imageio.v2 as imageio
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.fmt, self.fps, self.count = path, fmt, fps, 0
         self.shape: tuple[int, ...] = ()
         self._gif: list[np.ndarray] = []
@@ -148,30 +148,32 @@ def record_game(net: nn.Module, cfg: Config, path: str | Path, *, env_seed: int,
     actor = Actor(env, net, ActorConfig(fixed_epsilons=(epsilon,)), total_steps=1,
                   clip_rewards=False, terminal_on_life_loss=False, seed=actor_seed)
     up = scale * (AGENT_VIEW_UPSCALE if view == "agent" else 1)
-    writer = _Writer(Path(path), fmt, fps)
     limit = max_frames if max_frames is not None else np.inf
-
-    def show(obs: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
-        if view == "agent":
-            picked: tuple[np.ndarray, ...] = (obs[-1],)
-        else:
-            picked = frames if every_frame else frames[-1:]
-        for f in picked:
-            if writer.count < limit:
-                writer.add(_upscale(f, up))
-
     score, length, done = 0.0, 0, False
-    try:
-        obs = env.reset()
-        show(obs, (env.screen(),))
-        while not done and writer.count < limit:
-            action = actor.act(obs[None], actor.epsilons())[0]
-            out = env.step(int(action))
-            score, length, obs = score + out.reward, length + 1, out.obs
-            done = out.terminated or out.truncated
-            show(obs, out.frames)
-    finally:
-        writer.close()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(path, keep_suffix=True) as tmp:  # a reader never sees half a video
+        writer = _Writer(tmp, fmt, fps)
+
+        def show(obs: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
+            if view == "agent":
+                picked: tuple[np.ndarray, ...] = (obs[-1],)
+            else:
+                picked = frames if every_frame else frames[-1:]
+            for f in picked:
+                if writer.count < limit:
+                    writer.add(_upscale(f, up))
+
+        try:
+            obs = env.reset()
+            show(obs, (env.screen(),))
+            while not done and writer.count < limit:
+                action = actor.act(obs[None], actor.epsilons())[0]
+                out = env.step(int(action))
+                score, length, obs = score + out.reward, length + 1, out.obs
+                done = out.terminated or out.truncated
+                show(obs, out.frames)
+        finally:
+            writer.close()
     height, width = writer.shape[:2]
     return VideoResult(path=str(path), view=view, frames=writer.count, fps=fps, width=width,
                        height=height, bytes=Path(path).stat().st_size, env_seed=env_seed,

@@ -9,12 +9,13 @@
 restore, data-dependent init, evaluation and logging are the Trainer's own, so the
 run directory, TensorBoard tags and checkpoint payload are those of single-machine
 training (`scripts/evaluate.py` reads them unchanged). Extra tags:
-`actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`.
+`actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`, `perf/replay_ratio`.
 
 Backpressure: each worker has at most `distributed.max_chunks_in_flight` chunks
 requested and not yet stored, and `wnrl.rate_limiter.RateLimiter` (the async mode's
-rule, with `train.async_tolerance`) gates both sides on the env steps stored, so
-the replay ratio `train.updates_per_step` holds whatever the number of actors.
+rule, with `train.async_tolerance`, its band capped at twice the env steps the
+workers can have in flight) gates both sides on the env steps stored, so the
+replay ratio `train.updates_per_step` holds whatever the number of actors.
 A checkpoint first waits for every requested chunk, so its `env_steps` counts
 every row its replay holds.
 """
@@ -134,8 +135,13 @@ class ApexTrainer(Trainer):
         return None
 
     def _limiter(self) -> RateLimiter:
+        """The replay-ratio rule; the band is capped at twice what the workers can have in
+        flight, so a slower learner does not hold the ratio at the band's bottom."""
+        d = self.cfg.distributed
+        in_flight = d.num_actors * d.max_chunks_in_flight * self.pool.chunk_env_steps
         return RateLimiter(self.cfg.train.updates_per_step, self.cfg.train.async_tolerance,
-                           start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps)
+                           start_step=self.update_base[0], slack_steps=self.pool.chunk_env_steps,
+                           max_ahead_steps=2 * in_flight)
 
     def _loop(self, stop: StopFlag) -> int:
         pool, cfg = self.pool, self.cfg
@@ -193,6 +199,10 @@ class ApexTrainer(Trainer):
         for i, (a, b) in enumerate(zip(steps, before or [0] * len(steps))):
             self.log.scalar(f"actors/{i}/env_steps_per_s", (a - b) / dt, step)
         self._rate_mark = (now, steps)
+        base_step, base_updates = self.update_base
+        if step > base_step:  # updates per env step since learning started (as async logs it)
+            self.log.scalar("perf/replay_ratio",
+                            (self.p.learner.num_updates - base_updates) / (step - base_step), step)
 
     def worker_report(self) -> list[dict[str, Any]]:
         """Per worker: epsilon, env steps stored, episodes, restarts, node (for tests/notes)."""
