@@ -94,3 +94,14 @@ def test_property_valid_iff_in_range(lr, eps, period, batch, capacity) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(None, overrides)
         assert "\n" not in str(err.value)
+
+
+def test_minatar_agent_configs_differ_only_in_the_agent() -> None:
+    """The MinAtar study compares norms: everything but the agent (its norm) is shared."""
+    root = Path(__file__).parent.parent / "configs"
+    dicts = {a: to_dict(load_config(root / f"minatar_{a}.yaml"))
+             for a in ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")}
+    assert {d.pop("agent") for d in dicts.values()} == set(dicts)
+    first = dicts["dqn"]
+    assert all(d == first for d in dicts.values())
+    assert first["env"]["id"] == "minatar/breakout" and first["env"]["sticky_action_prob"] == 0.1
