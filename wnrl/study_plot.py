@@ -144,6 +144,7 @@ def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, 
     Bottom row: IQM of normalized final and AUC returns per agent (95% stratified-bootstrap
     intervals) and the probability of improvement per game and overall."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,6 +164,7 @@ def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, 
         ax.axhline(summary["random_score"][g], color="k", ls=":", lw=1, label="random policy")
         ax.set_title(f"{g}: training episode return", fontsize=10)
         ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     agents = summary["agents"]
@@ -174,6 +176,7 @@ def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, 
             ax.errorbar(est["iqm"], k, xerr=[[est["iqm"] - lo], [hi - est["iqm"]]], fmt="o",
                         color=COLORS.get(a, "k"), capsize=4)
         ax.set_yticks(range(len(agents)), agents)
+        ax.set_ylim(-0.5, len(agents) - 0.5)
         ax.set_xlabel("normalized score: (x - random) / (best run - random)")
         ax.set_title(f"IQM across games of the {title}\n(95% stratified-bootstrap CI)",
                      fontsize=10)
@@ -198,6 +201,11 @@ def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, 
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _steps_label(v: float, _pos: int) -> str:
+    """Axis label for a count of env steps: 20000 -> '20k', 1500000 -> '1.5M'."""
+    return f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"
 
 
 def _iv(v: float, ci: Sequence[float], fmt: str = ".2f") -> str:
