@@ -119,3 +119,14 @@ def test_bad_base_is_a_one_line_error(tmp_path: Path, text: str, fragment: str) 
     with pytest.raises(ConfigError, match=fragment) as info:
         load_config(tmp_path / "loop.yaml")
     assert "\n" not in str(info.value)
+
+
+def test_minatar_agent_configs_differ_only_in_the_agent() -> None:
+    """The MinAtar study compares norms: everything but the agent (its norm) is shared."""
+    root = Path(__file__).parent.parent / "configs"
+    dicts = {a: to_dict(load_config(root / f"minatar_{a}.yaml"))
+             for a in ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")}
+    assert {d.pop("agent") for d in dicts.values()} == set(dicts)
+    first = dicts["dqn"]
+    assert all(d == first for d in dicts.values())
+    assert first["env"]["id"] == "minatar/breakout" and first["env"]["sticky_action_prob"] == 0.1

@@ -46,6 +46,12 @@ autoreset, which behaves as above (reset step: reward 0, flags False);
 observations are float32[N, D], `life_lost` is always False, sticky actions,
 frame skip and stacking do not apply, and the episode cap is the env's own time
 limit or `max_episode_frames` steps, whichever is shorter.
+
+MinAtar (`minatar/breakout`, ... ; the optional `minatar` package) goes through
+`wnrl.minatar_env.MinAtarVectorEnv`, which keeps the Atari contract above:
+observations uint8[N, S, C, 10, 10] (S = `frame_stack`, zero-padded at a new
+episode; values 0/1), the game's own sticky actions, frames == env steps,
+`max_episode_frames` caps episodes in steps, no lives.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from ale_py import roms
 from gymnasium.vector import AutoresetMode
 
 from wnrl.config import ConfigError, EnvConfig
+from wnrl.minatar_env import PREFIX, MinAtarVectorEnv, is_minatar, minatar_game
 
 __all__ = [
     "HUMAN_RANDOM_SCORES",
@@ -162,7 +169,7 @@ def resolve_game(name: str) -> str:
 class StepResult:
     """One vector step of N envs.
 
-    obs:        uint8[N, S, 84, 84] | float32[N, D]  observation to act on next
+    obs:        uint8[N, S, 84, 84] | uint8[N, S, C, 10, 10] (MinAtar) | float32[N, D]
     reward:     float32[N]  raw reward of this step (0 on reset steps)
     terminated: bool[N]     game over (not bootstrapped)
     truncated:  bool[N]     time limit reached (bootstrapped)
@@ -190,7 +197,7 @@ class VecEnv:
 
     def __init__(self, env: gym.vector.VectorEnv, *, name: str, seed: int, is_atari: bool,
                  track_lives: bool, action_meanings: tuple[str, ...] = (),
-                 frames_per_step: int = 1) -> None:
+                 frames_per_step: int = 1, obs_dtype: type | None = None) -> None:
         if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
             env.close()
             raise ValueError(f"{name}: expected next-step autoreset, got "
@@ -205,7 +212,7 @@ class VecEnv:
         self.num_envs: int = env.num_envs
         self.obs_shape: tuple[int, ...] = tuple(env.single_observation_space.shape)
         self.is_atari = is_atari
-        self.obs_dtype = np.dtype(np.uint8 if is_atari else np.float32)
+        self.obs_dtype = np.dtype(obs_dtype or (np.uint8 if is_atari else np.float32))
         self.num_actions: int = int(env.single_action_space.n)
         self.action_meanings = action_meanings or tuple(map(str, range(self.num_actions)))
         self.frames_per_step = frames_per_step  # emulator frames per env step (1 for classic)
@@ -298,7 +305,8 @@ def atari_options(cfg: EnvConfig, *, num_envs: int, max_episode_frames: int) -> 
 
 def make_env(cfg: EnvConfig, *, seed: int, training: bool = True, num_envs: int | None = None,
              max_episode_frames: int | None = None) -> VecEnv:
-    """Vector env for `cfg.id` (Atari game in any accepted spelling, or a gymnasium id).
+    """Vector env for `cfg.id` (Atari game in any accepted spelling, `minatar/<game>`, or a
+    gymnasium id).
 
     `num_envs` and `max_episode_frames` default to the config's (evaluation passes
     `EvalConfig`'s). `training=False` gives the evaluation env: same observation
@@ -308,6 +316,13 @@ def make_env(cfg: EnvConfig, *, seed: int, training: bool = True, num_envs: int 
     frames = cfg.max_episode_frames if max_episode_frames is None else int(max_episode_frames)
     if n < 1 or frames < 1:
         raise ConfigError(f"num_envs={n} and max_episode_frames={frames} must be >= 1")
+    if is_minatar(cfg.id):
+        menv = MinAtarVectorEnv(minatar_game(cfg.id), n, sticky_action_prob=cfg.sticky_action_prob,
+                                frame_stack=cfg.frame_stack, max_episode_steps=frames,
+                                full_action_space=cfg.full_action_space)
+        return VecEnv(menv, name=PREFIX + menv.game, seed=seed, is_atari=False,
+                      track_lives=False, action_meanings=menv.action_meanings,
+                      obs_dtype=np.uint8)
     if is_atari(cfg.id):
         from ale_py.vector_env import AtariVectorEnv
 

@@ -1,4 +1,5 @@
-"""Q-networks: the Nature DQN CNN for images and an MLP for vectors, in four norm kinds.
+"""Q-networks: the Nature DQN CNN for images, the MinAtar CNN for MinAtar grids and an MLP
+for vectors, in four norm kinds.
 
 `make_q_network(obs_shape, num_actions, norm=..., dueling=...)` builds a
 `QNetwork`: obs -> float32[B, A]. The norm kind (`wnrl.recipe.NORMS`) decides
@@ -36,6 +37,9 @@ HEAD_INIT_SCALE = 0.1  # std of the Q head's outputs after data-dependent init
 # Nature DQN torso (Mnih et al. 2015): (out_channels, kernel, stride) per conv, then fc 512.
 NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 NATURE_FC = 512
+# MinAtar DQN (Young & Tian 2019): one 3x3 stride-1 conv with 16 channels, then fc 128.
+MINATAR_CONV = (16, 3, 1)
+MINATAR_FC = 128
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,20 @@ def nature_torso(kind: NormKind, obs_shape: Sequence[int]) -> tuple[nn.Sequentia
     return nn.Sequential(*layers), NATURE_FC
 
 
+def minatar_torso(kind: NormKind, obs_shape: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """MinAtar CNN for float[B, S, C, H, W] (S stacked C-channel grids, merged into S*C
+    input channels): conv 16x3x3 stride 1 (no padding), fc 128; returns (torso, 128)."""
+    s, c, h, w = obs_shape
+    c_out, k, stride = MINATAR_CONV
+    if h < k or w < k:
+        raise ValueError(f"grid observations {tuple(obs_shape)} are smaller than the "
+                         f"{k}x{k} MinAtar conv")
+    h, w = (h - k) // stride + 1, (w - k) // stride + 1
+    layers = [nn.Flatten(1, 2), *_conv_block(kind, s * c, c_out, k, stride), nn.Flatten(),
+              *_linear_block(kind, c_out * h * w, MINATAR_FC)]
+    return nn.Sequential(*layers), MINATAR_FC
+
+
 def mlp_torso(kind: NormKind, in_features: int,
               hidden_sizes: Sequence[int]) -> tuple[nn.Sequential, int]:
     """Linear blocks of `hidden_sizes` for float[B, D]; returns (torso, hidden_sizes[-1])."""
@@ -120,7 +138,8 @@ class QNetwork(nn.Module):
     Image obs (`obs_shape = (C, H, W)`): uint8[B, C, H, W] in [0, 255] (or a float
     tensor of the same values), cast to the network's dtype and scaled by 1/255
     inside the forward, so uint8 batches can be moved to the device as they are.
-    Vector obs (`obs_shape = (D,)`): float32[B, D], used as they are.
+    MinAtar obs (`obs_shape = (S, C, H, W)`): uint8[B, S, C, H, W] of 0/1, cast to the
+    network's dtype, not scaled. Vector obs (`obs_shape = (D,)`): float32[B, D], as they are.
     """
 
     def __init__(self, torso: nn.Module, head: nn.Module, *, obs_shape: tuple[int, ...],
@@ -139,7 +158,8 @@ class QNetwork(nn.Module):
                              persistent=False)
 
     def forward(self, obs: Tensor) -> Tensor:
-        """obs: uint8[B, C, H, W] | float32[B, D] -> float32[B, num_actions]."""
+        """obs: uint8[B, C, H, W] | uint8[B, S, C, H, W] | float32[B, D] ->
+        float32[B, num_actions]."""
         x = obs.to(self.obs_scale.dtype)
         if self.image:
             x = x * self.obs_scale
@@ -154,7 +174,8 @@ def make_q_network(obs_shape: Sequence[int], num_actions: int, norm: str = "weig
     """Build a Q-network (see the module doc for the norm kinds and the head).
 
     Args:
-        obs_shape: (C, H, W) for images (Nature CNN; C is the stack depth, H, W >= 36)
+        obs_shape: (C, H, W) for images (Nature CNN; C is the stack depth, H, W >= 36),
+            (S, C, H, W) for MinAtar grids (MinAtar CNN; S stacked frames of C channels)
             or (D,) for vectors (MLP).
         num_actions: A, the number of Q-values per state.
         norm: one of `wnrl.recipe.NORMS`.
@@ -166,13 +187,16 @@ def make_q_network(obs_shape: Sequence[int], num_actions: int, norm: str = "weig
     if norm not in NORM_KINDS:
         raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
     obs_shape = tuple(int(d) for d in obs_shape)
-    if len(obs_shape) not in (1, 3) or min(obs_shape) < 1:
-        raise ValueError(f"obs_shape {obs_shape} must be (C, H, W) for images or (D,) for vectors")
+    if len(obs_shape) not in (1, 3, 4) or min(obs_shape) < 1:
+        raise ValueError(f"obs_shape {obs_shape} must be (C, H, W) for images, (S, C, H, W) "
+                         f"for MinAtar grids or (D,) for vectors")
     if num_actions < 1:
         raise ValueError(f"num_actions must be at least 1, got {num_actions}")
     kind = NORM_KINDS[norm]
     if len(obs_shape) == 3:
         torso, features = nature_torso(kind, obs_shape)
+    elif len(obs_shape) == 4:
+        torso, features = minatar_torso(kind, obs_shape)
     else:
         if not hidden_sizes or min(hidden_sizes) < 1:
             raise ValueError(f"hidden_sizes {tuple(hidden_sizes)} must be positive sizes")

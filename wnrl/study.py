@@ -31,6 +31,7 @@ import pandas as pd
 
 from wnrl import atomic
 from wnrl.checkpoint import checkpoint_name
+from wnrl.minatar_env import is_minatar, minatar_game
 
 DEFAULT_AGENTS = ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")
 FINAL_FRACTION = 0.1  # "final return": episodes in the last 10% of env steps
@@ -40,10 +41,23 @@ _TRAIN = "import sys; from wnrl.cli import train_main; sys.exit(train_main(sys.a
 
 
 def env_tag(env_id: str) -> str:
-    """Short lowercase name used in config and run names: CartPole-v1 -> cartpole,
-    ALE/Pong-v5 -> pong."""
+    """Short lowercase name used in run and result names: CartPole-v1 -> cartpole,
+    ALE/Pong-v5 -> pong, minatar/SpaceInvaders -> minatar_space_invaders."""
+    if is_minatar(env_id):
+        return "minatar_" + minatar_game(env_id)
     name = env_id.split("/")[-1]
     return re.sub(r"-v\d+$", "", name).replace("-", "_").lower()
+
+
+def config_tag(env_id: str) -> str:
+    """Prefix of the agent configs for `env_id`: `<prefix>_<agent>.yaml`. MinAtar games
+    share one file per agent (`minatar_<agent>.yaml`, the game set by `env.id`)."""
+    return "minatar" if is_minatar(env_id) else env_tag(env_id)
+
+
+def env_overrides(env_id: str) -> tuple[str, ...]:
+    """Overrides that select `env_id` in its config (the game, for shared MinAtar configs)."""
+    return (f"env.id={env_id}",) if is_minatar(env_id) else ()
 
 
 @dataclass(frozen=True)
@@ -80,11 +94,11 @@ def plan_runs(env_id: str, agents: Sequence[str], seeds: Sequence[int], total_st
     specs = []
     for seed in seeds:
         for agent in agents:
-            config = configs_dir / f"{tag}_{agent}.yaml"
+            config = configs_dir / f"{config_tag(env_id)}_{agent}.yaml"
             if not config.is_file():
                 raise FileNotFoundError(f"no config for agent {agent} on {env_id}: {config}")
             specs.append(RunSpec(agent, seed, config, runs_dir / tag / f"{agent}_s{seed}",
-                                 total_steps, tuple(overrides)))
+                                 total_steps, (*env_overrides(env_id), *overrides)))
     return specs
 
 
@@ -236,7 +250,8 @@ def summarize(results: dict[str, AgentResults], costs: dict[str, dict[str, float
         noise = {k: float(np.nanmean([n[k] for n in r.noise]))
                  if not np.isnan([n[k] for n in r.noise]).all() else None for k in NOISE_TAGS}
         out[a] = {"seeds": len(r.final), "final_return": final[a], "auc_return": auc[a],
-                  "final_per_seed": [float(x) for x in r.final], "noise": noise,
+                  "final_per_seed": [float(x) for x in r.final],
+                  "auc_per_seed": [float(x) for x in r.curves.mean(axis=1)], "noise": noise,
                   "update_cost": costs.get(a, {})}
     return out
 
@@ -285,10 +300,11 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
     if not results:
         raise RuntimeError(f"no finished runs under {opt.runs_dir / tag}")
     log(f"read {sum(len(r.final) for r in results.values())} runs; measuring update costs")
-    cfgs = sm.load_agent_configs(opt.configs_dir, tag, list(results))
+    ctag, env_ov = config_tag(opt.env_id), list(env_overrides(opt.env_id))
+    cfgs = sm.load_agent_configs(opt.configs_dir, ctag, list(results), env_ov)
     first = cfgs[next(iter(cfgs))]
     bn_run = next((s.run_dir for s in specs if s.agent == "bn_dqn" and s.finished), None)
-    bn_cfg = cfgs.get("bn_dqn") or load_config_for(opt.configs_dir, tag, "bn_dqn")
+    bn_cfg = cfgs.get("bn_dqn") or load_config_for(opt.configs_dir, ctag, "bn_dqn", env_ov)
     with torch.random.fork_rng():
         probe_env = make_env(first.env, seed=0, training=True)
         obs_shape, num_actions = probe_env.obs_shape, probe_env.num_actions
@@ -297,14 +313,14 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
         states = sm.collect_states(bn_cfg, bn_net, max(opt.sweep_sizes, default=256) + 1040)
         costs = sm.update_costs(cfgs, states, num_actions, opt.timing_repeats)
         cnn_costs: dict[str, dict[str, float]] = {}
-        if opt.cnn_cost and len(obs_shape) == 1:
+        if opt.cnn_cost and len(obs_shape) != 3:  # time the Atari-shaped net too
             atari = sm.load_agent_configs(opt.configs_dir, "pong", list(results))
             frames = np.random.default_rng(0).integers(0, 256, (256, *sm.ATARI_SHAPE), np.uint8)
             cnn_costs = sm.update_costs(atari, frames, 6, max(3, opt.timing_repeats // 3))
         elif opt.cnn_cost:
             cnn_costs = costs
         log("measuring batch norm against minibatch size")
-        base_cfg = cfgs.get("dqn") or load_config_for(opt.configs_dir, tag, "dqn")
+        base_cfg = cfgs.get("dqn") or load_config_for(opt.configs_dir, ctag, "dqn", env_ov)
         sweep = sm.bn_sweep(bn_cfg, base_cfg, bn_net, states, num_actions, opt.sweep_sizes,
                             repeats=max(3, opt.timing_repeats // 2)) if opt.sweep_sizes else []
     summary = summarize(results, costs)
@@ -326,8 +342,9 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
     return doc
 
 
-def load_config_for(configs_dir: Path, tag: str, agent: str) -> Any:
+def load_config_for(configs_dir: Path, tag: str, agent: str,
+                    overrides: Sequence[str] = ()) -> Any:
     """The config of `agent` on env `tag` (for measurements of agents not in the study)."""
     from wnrl.config import load_config
 
-    return load_config(configs_dir / f"{tag}_{agent}.yaml")
+    return load_config(configs_dir / f"{tag}_{agent}.yaml", list(overrides))

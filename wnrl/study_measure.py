@@ -143,6 +143,7 @@ def bn_sweep(cfg: Config, base_cfg: Config, net: nn.Module, states: np.ndarray,
     return rows
 
 
-def load_agent_configs(configs_dir: Path, tag: str, agents: Sequence[str]) -> dict[str, Config]:
-    """`load_config(<configs_dir>/<tag>_<agent>.yaml)` per agent."""
-    return {a: load_config(configs_dir / f"{tag}_{a}.yaml") for a in agents}
+def load_agent_configs(configs_dir: Path, tag: str, agents: Sequence[str],
+                       overrides: Sequence[str] = ()) -> dict[str, Config]:
+    """`load_config(<configs_dir>/<tag>_<agent>.yaml, overrides)` per agent."""
+    return {a: load_config(configs_dir / f"{tag}_{a}.yaml", list(overrides)) for a in agents}

@@ -138,3 +138,117 @@ def markdown_table(summary: dict[str, dict[str, Any]], sweep: list[dict[str, flo
                          f"{r['update_ms_standard']:.2f} | "
                          f"{r['update_ms_bn'] / r['update_ms_standard']:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, AgentResults]],
+               total_steps: int) -> None:
+    """Top row: one learning-curve panel per game (mean over seeds, 95% bootstrap band).
+    Bottom row: IQM of normalized final and AUC returns per agent (95% stratified-bootstrap
+    intervals) and the probability of improvement per game and overall."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = summary["games"]
+    fig = plt.figure(figsize=(5 * max(3, len(games)), 9), layout="constrained")
+    grid = fig.add_gridspec(2, max(3, len(games)))
+    for i, g in enumerate(games):
+        ax = fig.add_subplot(grid[0, i])
+        for agent, r in curves[g].items():
+            x = np.linspace(0, total_steps, r.curves.shape[1] + 1)[1:]
+            c = COLORS.get(agent, "k")
+            ax.plot(x, r.curves.mean(axis=0), color=c, label=f"{agent} (n={len(r.final)})")
+            if r.curves.shape[0] > 1:
+                lo, hi = bootstrap_band(r.curves)
+                ax.fill_between(x, lo, hi, color=c, alpha=0.2)
+        ax.axhline(summary["random_score"][g], color="k", ls=":", lw=1, label="random policy")
+        ax.set_title(f"{g}: training episode return", fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    agents = summary["agents"]
+    for j, (key, title) in enumerate((("final_iqm", "final return"), ("auc_iqm", "AUC"))):
+        ax = fig.add_subplot(grid[1, j])
+        for k, a in enumerate(agents):
+            est = summary[key][a]
+            lo, hi = est["iqm_ci"]
+            ax.errorbar(est["iqm"], k, xerr=[[est["iqm"] - lo], [hi - est["iqm"]]], fmt="o",
+                        color=COLORS.get(a, "k"), capsize=4)
+        ax.set_yticks(range(len(agents)), agents)
+        ax.set_ylim(-0.5, len(agents) - 0.5)
+        ax.set_xlabel("normalized score: (x - random) / (best run - random)")
+        ax.set_title(f"IQM across games of the {title}\n(95% stratified-bootstrap CI)",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+    if "improvement_final" in summary:
+        ax = fig.add_subplot(grid[1, 2])
+        for key, off, label in (("improvement_final", -0.15, "final"),
+                                ("improvement_auc", 0.15, "AUC")):
+            imp = summary[key]
+            rows = [*((g, imp["per_game"][g]) for g in games), ("all games", imp)]
+            for k, (_, v) in enumerate(rows):
+                lo, hi = v["ci"]
+                ax.errorbar(v["p"], k + off, xerr=[[v["p"] - lo], [hi - v["p"]]], fmt="o",
+                            color="tab:blue" if label == "final" else "tab:purple",
+                            capsize=4, label=label if k == 0 else None)
+            ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+        ax.axvline(0.5, color="k", ls=":", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"P({imp['x']} > {imp['y']})")
+        ax.set_title("probability of improvement\n(95% stratified-bootstrap CI)", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _steps_label(v: float, _pos: int) -> str:
+    """Axis label for a count of env steps: 20000 -> '20k', 1500000 -> '1.5M'."""
+    return f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"
+
+
+def _iv(v: float, ci: Sequence[float], fmt: str = ".2f") -> str:
+    return f"{v:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def games_markdown(summary: dict[str, Any]) -> str:
+    """The cross-game tables in markdown: per-game means, aggregate IQMs, improvement,
+    noise diagnostics."""
+    games, agents = summary["games"], summary["agents"]
+    lines = ["| game | random policy | best run (final) | "
+             + " | ".join(f"{a} final mean" for a in agents) + " |",
+             "|---|---|---|" + "---|" * len(agents)]
+    for g in games:
+        pg = summary["per_game"][g]
+        means = [f"{pg[a]['final_mean']:.2f} (n={len(pg[a]['final_per_seed'])})" for a in agents]
+        lines.append(f"| {g} | {summary['random_score'][g]:.2f} | "
+                     f"{summary['best_final'][g]:.2f} | " + " | ".join(means) + " |")
+    lines += ["", "| agent | runs | final return IQM, normalized [95% CI] | "
+              "AUC IQM, normalized [95% CI] |", "|---|---|---|---|"]
+    for a in agents:
+        f, u = summary["final_iqm"][a], summary["auc_iqm"][a]
+        lines.append(f"| {a} | {f['runs']} | {_iv(f['iqm'], f['iqm_ci'])} | "
+                     f"{_iv(u['iqm'], u['iqm_ci'])} |")
+    if "improvement_final" in summary:
+        fi, au = summary["improvement_final"], summary["improvement_auc"]
+        lines += ["", f"| game | P({fi['x']} > {fi['y']}), final [95% CI] | "
+                  f"P, AUC [95% CI] | final mean {fi['x']} - {fi['y']} [95% CI] |",
+                  "|---|---|---|---|"]
+        for g in games:
+            d = summary["difference_final"][g]
+            lines.append(f"| {g} | {_iv(fi['per_game'][g]['p'], fi['per_game'][g]['ci'])} | "
+                         f"{_iv(au['per_game'][g]['p'], au['per_game'][g]['ci'])} | "
+                         f"{_iv(d['diff'], d['ci'])} |")
+        lines.append(f"| all games | {_iv(fi['p'], fi['ci'])} | {_iv(au['p'], au['ci'])} | |")
+    lines += ["", "| game | agent | Q noise (std / mean \\|Q\\|) | action flips | "
+              "train-eval gap |", "|---|---|---|---|---|"]
+    for g in games:
+        for a in agents:
+            n = summary["noise"][g][a]
+            gap = "n/a" if n["train_eval_gap"] is None else f"{n['train_eval_gap']:.3g}"
+            lines.append(f"| {g} | {a} | {_pct(n['q_std_rel'])} | "
+                         f"{_pct(n['action_flip_frac'], 1)} | {gap} |")
+    return "\n".join(lines) + "\n"
