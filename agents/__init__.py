@@ -6,7 +6,7 @@ import difflib
 
 from wnrl.agents import bn_dqn, dqn, wn_dqn, wn_mobn_dqn
 
-from wnrl.config import ConfigError
+from wnrl.errors import ConfigError
 from wnrl.recipe import AgentRecipe
 
 AGENTS: dict[str, AgentRecipe] = {

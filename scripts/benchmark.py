@@ -1,4 +1,6 @@
-"""Speed, overhead and memory figures of wnrl (targets: docs/performance.md); see `wnrl.benchmark`.
+"""Speed, overhead and memory figures of wnrl (targets: docs/performance.md).
+
+See `wnrl.experiments.benchmark`.
 
     python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
         [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]
@@ -12,7 +14,7 @@ import argparse
 import dataclasses
 import sys
 
-from wnrl.benchmark import BenchConfig, check_device, format_table, run, save_json
+from wnrl.experiments.benchmark import BenchConfig, check_device, format_table, run, save_json
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The noise-sensitivity study in one command (see wnrl/study.py and wnrl/study_games.py).
+"""The noise-sensitivity study in one command (see wnrl/experiments/study.py and study_games.py).
 
 Trains each agent on each env for S seeds (at most --parallel niced processes; finished
 runs are skipped, interrupted ones resumed; seeds outermost, so a partial study stays
@@ -22,8 +22,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from wnrl.study import DEFAULT_AGENTS, StudyOptions, run_study, train_runs
-from wnrl.study_games import plan_study, write_games_summary
+from wnrl.experiments.study import DEFAULT_AGENTS, StudyOptions, run_study, train_runs
+from wnrl.experiments.study_games import plan_study, write_games_summary
 
 
 def main(argv: list[str] | None = None) -> int:

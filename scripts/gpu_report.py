@@ -107,7 +107,7 @@ def markdown(r: dict[str, Any]) -> str:
     if r["benchmark"] is None:
         out.append("no result (see benchmark.log)")
     else:
-        from wnrl.benchmark import format_table
+        from wnrl.experiments.benchmark import format_table
 
         out.append(format_table(r["benchmark"]))
     tr = r["train"]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from wnrl.accel import native_bf16
-from wnrl.benchmark import BenchConfig, format_table, interleaved
-from wnrl.benchmark_peer import peer_available
+from wnrl.experiments.benchmark import BenchConfig, format_table, interleaved
+from wnrl.experiments.benchmark_peer import peer_available
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
@@ -61,7 +61,7 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("device", ["cuda", "tpu", "auto", "cpu"])
 def test_device_choice(device: str) -> None:
-    from wnrl.benchmark import check_device
+    from wnrl.experiments.benchmark import check_device
 
     problem = check_device(device)
     if device == "cpu" or (device in ("cuda", "auto") and torch.cuda.is_available()):
@@ -73,7 +73,7 @@ def test_device_choice(device: str) -> None:
 
 
 def test_learners_and_actor_nets_live_on_the_chosen_device() -> None:
-    from wnrl.benchmark import e2e_config
+    from wnrl.experiments.benchmark import e2e_config
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = e2e_config(BenchConfig.quick(device=dev), "async", "/tmp")

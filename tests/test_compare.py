@@ -10,8 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wnrl.study import StudyOptions, config_tag, env_tag, final_return, learning_curve, plan_runs
-from wnrl.study_games import (
+from wnrl.experiments.study import (
+    StudyOptions,
+    config_tag,
+    env_tag,
+    final_return,
+    learning_curve,
+    plan_runs,
+)
+from wnrl.experiments.study_games import (
     games_summary,
     mean_difference,
     normalize,

@@ -11,8 +11,9 @@ from wnrl.agents import get_agent
 from wnrl.config import LearnerConfig
 from wnrl.learner import Learner
 from wnrl.networks import make_q_network
-from wnrl.noise import batch_dependence, median_time, noise_metrics, td_target_noise
+from wnrl.noise import batch_dependence, noise_metrics, td_target_noise
 from wnrl.replay import Batch
+from wnrl.timing import median_time
 
 SHAPES = pytest.mark.parametrize("obs_shape", [(6,), (4, 36, 36)], ids=["mlp", "cnn"])
 

@@ -26,9 +26,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-
-class ConfigError(ValueError):
-    """A bad configuration value or key; the message is one line for the user."""
+from wnrl.errors import ConfigError, one_line
 
 
 def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
@@ -303,22 +301,18 @@ def _did_you_mean(key: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split("\n")[0].split())
-
-
 def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)  # type: ignore[return-value]
     except ConfigKeyError as exc:
-        key = getattr(exc, "full_key", None) or _one_line(exc)
+        key = getattr(exc, "full_key", None) or one_line(exc)
         hint = _did_you_mean(str(key))
         raise ConfigError(f"unknown config key '{key}' in {source}{hint}") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        msg = getattr(exc, "msg", None) or _one_line(exc)
+        msg = getattr(exc, "msg", None) or one_line(exc)
         where = f" for '{key}'" if key else ""
-        raise ConfigError(f"bad value{where} in {source}: {_one_line(Exception(msg))}") from None
+        raise ConfigError(f"bad value{where} in {source}: {one_line(Exception(msg))}") from None
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:
@@ -328,7 +322,7 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot parse overrides: {_one_line(exc)}") from None
+        raise ConfigError(f"cannot parse overrides: {one_line(exc)}") from None
 
 
 def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
@@ -341,7 +335,7 @@ def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
     try:
         data = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several classes
-        raise ConfigError(f"cannot parse config file {path}: {_one_line(exc)}") from None
+        raise ConfigError(f"cannot parse config file {path}: {one_line(exc)}") from None
     if not isinstance(data, DictConfig):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not a list or value")
     bases = data.pop("base", None)
@@ -369,12 +363,12 @@ def build_config(*layers: tuple[Any, str]) -> Config:
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid config: {_one_line(exc)}") from None
+        raise ConfigError(f"invalid config: {one_line(exc)}") from None
     except Exception as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(f"invalid config: {_one_line(exc)}") from None
+        raise ConfigError(f"invalid config: {one_line(exc)}") from None
     assert isinstance(cfg, Config)
     return cfg
 

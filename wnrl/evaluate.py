@@ -29,6 +29,7 @@ from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, Config, ConfigError, from_dict
 from wnrl.envs import human_normalized, make_env
+from wnrl.errors import one_line
 from wnrl.nn import folded_state_dict
 from wnrl.seeds import evaluation_seeds
 from wnrl.video import VideoResult, record_game, video_format
@@ -132,7 +133,7 @@ def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
         net.load_state_dict(online)
     except RuntimeError as exc:
         raise ckpt.CheckpointError(f"checkpoint {path} does not fit its own network: "
-                                   f"{str(exc).splitlines()[0][:200]}") from None
+                                   f"{one_line(exc)}") from None
     return cfg, net.eval(), state
 
 

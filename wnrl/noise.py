@@ -1,4 +1,4 @@
-"""Minibatch-noise diagnostics for any Q-network (DESIGN section 1, issue 5).
+"""Minibatch-noise diagnostics for any Q-network (docs/results/README.md says what they show).
 
 Batch norm computes each state's Q-values with statistics of the whole
 minibatch, so Q(s) depends on the states `s` is batched with; weight norm and
@@ -23,8 +23,6 @@ batch-norm running statistics are not updated by the probe passes.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -125,16 +123,3 @@ def noise_metrics(online: nn.Module, probe: Tensor, companions: Tensor, batch_si
     if target is not None:
         out.update(td_target_noise(target, probe, companions, batch_size, gamma, draws))
     return out
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in seconds over `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]

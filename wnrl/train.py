@@ -39,6 +39,7 @@ from wnrl.async_train import async_loop
 from wnrl.config import Config, ConfigError, to_dict
 from wnrl.core.types import Episode, Transition
 from wnrl.envs import VecEnv, make_env
+from wnrl.errors import one_line
 from wnrl.learner import Learner, UpdateMetrics
 from wnrl.logger import RunLogger
 from wnrl.losses import make_loss
@@ -316,7 +317,7 @@ class Trainer:
             self.p.learner.load_state_dict(state["learner"])
             self.p.actor.load_state_dict(state["actor"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            msg = str(exc).strip().splitlines()[0][:200]
+            msg = one_line(exc)
             raise ckpt.CheckpointError(f"checkpoint {source} does not fit this agent: {msg}") \
                 from None
         notes: list[str] = []

@@ -1,4 +1,4 @@
-"""The noise-sensitivity study (issue 5): train agents x seeds, read their curves, summarize.
+"""The noise-sensitivity study: train agents x seeds, read their curves, summarize.
 
 `scripts/compare.py` is a thin front end. The pieces:
 
@@ -11,7 +11,7 @@
   bins its episode returns on a grid of env steps.
 - `summarize` gives per agent the final and area-under-curve returns with IQM and
   bootstrap 95% intervals over seeds (rliable's estimators, in a few lines of SciPy),
-  the logged `noise/` diagnostics and the update-cost ratios of `wnrl.study_measure`.
+  the logged `noise/` diagnostics and the update-cost ratios of `wnrl.experiments.study_measure`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pandas as pd
 
 from wnrl import atomic
 from wnrl.checkpoint import checkpoint_name
+from wnrl.experiments.study_results import AgentResults
 from wnrl.minatar_env import is_minatar, minatar_game
 
 DEFAULT_AGENTS = ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")
@@ -185,15 +186,6 @@ def noise_of_run(scalars: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-@dataclass
-class AgentResults:
-    """What the study read for one agent: per-seed arrays (S seeds)."""
-
-    curves: np.ndarray  # float64[S, points], binned episode returns
-    final: np.ndarray  # float64[S], final return
-    noise: list[dict[str, float]]  # per seed, `noise_of_run`
-
-
 def load_results(specs: Sequence[RunSpec], points: int = 25) -> dict[str, AgentResults]:
     """Read every finished run of `specs`, grouped by agent (agents in `specs` order)."""
     grouped: dict[str, list[tuple[np.ndarray, float, dict[str, float]]]] = {}
@@ -241,7 +233,7 @@ def summarize(results: dict[str, AgentResults], costs: dict[str, dict[str, float
               reps: int = 2000) -> dict[str, dict[str, Any]]:
     """Per agent: final and AUC return estimates, per-seed values, noise, update costs.
 
-    costs: agent -> {name: ratio or ms} from `wnrl.study_measure.update_costs` (may be {}).
+    costs: agent -> {name: ratio or ms} from `study_measure.update_costs` (may be {}).
     """
     final = interval_estimates({a: r.final for a, r in results.items()}, reps)
     auc = interval_estimates({a: r.curves.mean(axis=1) for a, r in results.items()}, reps)
@@ -285,9 +277,9 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
 
     import torch
 
-    from wnrl import study_measure as sm
     from wnrl.envs import make_env
-    from wnrl.study_plot import markdown_table, plot_study
+    from wnrl.experiments import study_measure as sm
+    from wnrl.experiments.study_plot import markdown_table, plot_study
 
     tag = env_tag(opt.env_id)
     specs = plan_runs(opt.env_id, opt.agents, opt.seeds, opt.total_steps, opt.configs_dir,

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wnrl.benchmark import BenchConfig
+    from wnrl.experiments.bench_config import BenchConfig
 
 
 def peer_available() -> bool:

@@ -11,7 +11,8 @@ hits every contender alike.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from wnrl.learner import Learner
 from wnrl.networks import make_q_network
 from wnrl.noise import batch_dependence
 from wnrl.replay import Batch
+from wnrl.timing import interleaved
 
 SWEEP_SIZES = (32, 64, 256, 1024)
 ATARI_SHAPE = (4, 84, 84)
@@ -75,18 +77,15 @@ def random_batch(states: np.ndarray, batch_size: int, num_actions: int,
 def interleaved_update_ms(learners: dict[str, Learner], batches: Sequence[Batch],
                           repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median milliseconds of one `Learner.update` per learner, the learners taking
-    turns within each repeat (batches cycle through `batches`)."""
-    import time
+    turns within each repeat (each learner cycles through `batches`)."""
+    def step(learner: Learner, it: Iterator[Batch]) -> Callable[[], object]:
+        return lambda: learner.update(next(it))
 
-    times: dict[str, list[float]] = {k: [] for k in learners}
-    for r in range(warmup + repeats):
-        for name, learner in learners.items():
-            batch = batches[r % len(batches)]
-            t0 = time.perf_counter()
-            learner.update(batch)
-            if r >= warmup:
-                times[name].append(1e3 * (time.perf_counter() - t0))
-    return {k: float(np.median(v)) for k, v in times.items()}
+    fns = {k: step(lr, itertools.cycle(batches)) for k, lr in learners.items()}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    return {k: 1e3 * v for k, v in interleaved(fns, 1, repeats).items()}
 
 
 def make_learners(cfgs: dict[str, Config], obs_shape: Sequence[int], num_actions: int,

@@ -15,7 +15,7 @@ repeats. The seven measurements:
 4. raw env steps/s of the Atari vector env;
 5. the learner-only bound: updates/s x env steps per update, in the default mode;
 6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
-7. the peer (Stable-Baselines3 DQN, `wnrl.benchmark_peer`) on the same settings.
+7. the peer (Stable-Baselines3 DQN, `wnrl.experiments.benchmark_peer`) on the same settings.
 """
 
 from __future__ import annotations
@@ -46,42 +46,15 @@ from wnrl.config import (
     ReplayConfig,
     TrainConfig,
 )
+from wnrl.experiments.bench_config import BenchConfig
 from wnrl.learner import Learner
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
 from wnrl.recipe import NORMS
 from wnrl.replay import Batch, ReplayBuffer, Transition
+from wnrl.timing import interleaved, mean_time
 
 OBS = (4, 84, 84)
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchConfig:
-    """What to measure and for how long (the defaults are the full run)."""
-
-    device: str = "cpu"
-    game: str = "pong"
-    num_envs: int = 8  # envs in the vector env (actor forward, env, end-to-end)
-    batch_sizes: tuple[int, ...] = (32, 64)
-    repeats: int = 7  # interleaved rounds; each figure is the median over them
-    updates_per_round: int = 10
-    env_seconds: float = 10.0  # raw env stepping time
-    replay_capacity: int = 100_000  # end-to-end and peer buffer size (transitions)
-    learning_starts: int = 5_000  # env steps before updates (end-to-end and peer)
-    measure_steps: int = 10_000  # env steps timed after learning starts
-    target_update_period: int = 1_000  # updates
-    agent: str = "wn_dqn"
-    peer: bool = True
-    compile: str = "auto"  # learner mode of the bound and end-to-end runs: LearnerConfig's
-    precision: str = "fp32"  # defaults; --precision auto gives the Pong recipe's mode
-    modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
-
-    @classmethod
-    def quick(cls, **kw: Any) -> BenchConfig:
-        """About a minute on two cores: fewer repeats, shorter runs."""
-        base = dict(repeats=3, updates_per_round=3, env_seconds=2.0, learning_starts=1_000,
-                    measure_steps=1_000, replay_capacity=20_000, batch_sizes=(32,))
-        return cls(**{**base, **kw})
 
 
 def check_device(device: str) -> str | None:
@@ -95,25 +68,6 @@ def check_device(device: str) -> str | None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         return f"--device {device!r} is invalid: no CUDA device is available (use cpu)"
     return None
-
-
-def mean_time(fn: Callable[[], object], n: int) -> float:
-    """Mean seconds per call of `fn` over `n` calls (after one warm-up call). Every function
-    timed here ends with a device-to-host copy, so CUDA work is finished when it returns."""
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
-
-
-def interleaved(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin `repeats` times."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(mean_time(fn, n))
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def random_batch(rng: np.random.Generator, b: int, num_actions: int) -> Batch:
@@ -320,7 +274,7 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
                     "env_steps_per_s": statistics.median(bounds),
                     "updates_per_s": statistics.median(bounds) / 4, "runs": bounds}
     if bc.peer:
-        from wnrl.benchmark_peer import bench_peer
+        from wnrl.experiments.benchmark_peer import bench_peer
 
         log("measuring the peer (Stable-Baselines3 DQN) ...")
         res["peer"] = bench_peer(bc)

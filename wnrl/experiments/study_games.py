@@ -2,7 +2,7 @@
 
 `plan_study` orders the runs of every (seed, game, agent) with seeds outermost, so an
 interrupted study stays balanced across games and agents. `write_games_summary`
-reads the per-game results that `wnrl.study.run_study` returned and adds, across games:
+reads the per-game results that `wnrl.experiments.study.run_study` returned and adds, across games:
 
 - scores normalized per game as `(x - random) / (best - random)`: `random` is the mean
   return of a uniformly random policy in the same env (measured, `random_score`),
@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 from scipy.stats import trim_mean
 
-from wnrl.study import RunSpec, StudyOptions, config_tag, env_overrides, env_tag, plan_runs
+from wnrl.experiments.study import (
+    RunSpec,
+    StudyOptions,
+    config_tag,
+    env_overrides,
+    env_tag,
+    plan_runs,
+)
 
 CI = (2.5, 97.5)  # percentiles of a 95% interval
 
@@ -170,9 +177,9 @@ def games_summary(docs: Sequence[dict[str, Any]], random: dict[str, float],
 def write_games_summary(docs: Sequence[dict[str, Any]], opt: StudyOptions,
                         improvement: tuple[str, str] = ("wn_dqn", "dqn")) -> dict[str, Any]:
     """Write <out_dir>/games.json, games.md and games.png for the per-game `docs`."""
-    from wnrl.study import load_results
-    from wnrl.study_measure import load_agent_configs
-    from wnrl.study_plot import games_markdown, plot_games
+    from wnrl.experiments.study import load_results
+    from wnrl.experiments.study_measure import load_agent_configs
+    from wnrl.experiments.study_plot import games_markdown, plot_games
 
     random = {}
     for d in docs:

@@ -1,4 +1,4 @@
-"""Figure and markdown table of the noise study (see `wnrl.study`)."""
+"""Figure and markdown table of the noise study (see `wnrl.experiments.study`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from wnrl import atomic
-from wnrl.study import AgentResults
+from wnrl.experiments.study_results import AgentResults
 
 COLORS = {"dqn": "tab:gray", "wn_dqn": "tab:blue", "bn_dqn": "tab:red",
           "wn_mobn_dqn": "tab:green"}

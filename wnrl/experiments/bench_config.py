@@ -1,0 +1,35 @@
+"""What the benchmark measures and for how long (shared by the benchmark and its peer)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and for how long (the defaults are the full run)."""
+
+    device: str = "cpu"
+    game: str = "pong"
+    num_envs: int = 8  # envs in the vector env (actor forward, env, end-to-end)
+    batch_sizes: tuple[int, ...] = (32, 64)
+    repeats: int = 7  # interleaved rounds; each figure is the median over them
+    updates_per_round: int = 10
+    env_seconds: float = 10.0  # raw env stepping time
+    replay_capacity: int = 100_000  # end-to-end and peer buffer size (transitions)
+    learning_starts: int = 5_000  # env steps before updates (end-to-end and peer)
+    measure_steps: int = 10_000  # env steps timed after learning starts
+    target_update_period: int = 1_000  # updates
+    agent: str = "wn_dqn"
+    peer: bool = True
+    compile: str = "auto"  # learner mode of the bound and end-to-end runs: LearnerConfig's
+    precision: str = "fp32"  # defaults; --precision auto gives the Pong recipe's mode
+    modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
+
+    @classmethod
+    def quick(cls, **kw: Any) -> BenchConfig:
+        """About a minute on two cores: fewer repeats, shorter runs."""
+        base = dict(repeats=3, updates_per_round=3, env_seconds=2.0, learning_starts=1_000,
+                    measure_steps=1_000, replay_capacity=20_000, batch_sizes=(32,))
+        return cls(**{**base, **kw})
