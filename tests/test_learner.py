@@ -314,3 +314,14 @@ def test_compile_auto_falls_back_without_a_compiler(monkeypatch) -> None:
     assert not learner.compiled and "running eagerly" in learner.compile_note
     with pytest.raises(ConfigError, match="learner.compile=true cannot work"):
         Learner(make_q_network((6,), 3), cfg(compile="true"))
+
+
+def test_many_compiled_learners_in_one_process() -> None:
+    """Each learner compiles its own copy of the update: the ninth in a process does not
+    hit Dynamo's recompile limit (8), which fullgraph turns into a hard failure."""
+    batch = make_batch(16, obs_shape=(6,), num_actions=3)
+    learners = [Learner(make_q_network((6,), 3, norm=("none", "weight")[i % 2]),
+                        cfg(compile="true")) for i in range(10)]
+    for learner in learners:
+        assert np.isfinite(learner.update(batch).loss)
+    assert all(lr.num_updates == 1 for lr in learners)

@@ -31,7 +31,9 @@ from __future__ import annotations
 import copy
 import inspect
 import time
+import types
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -87,6 +89,16 @@ class Autocast(nn.Module):
             return self.net(x).float()
 
 
+def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of `fn` with a code object of its own. Dynamo keeps its compiled graphs per
+    code object, guarded on the objects they use, so every further learner in a process
+    would recompile the shared method and the ninth would hit the recompile limit (fatal
+    with fullgraph); a per-learner copy, compiled as a plain function (a bound method
+    goes through one wrapper shared by all), starts its own cache."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
+                              fn.__defaults__, fn.__closure__)
+
+
 def _total_norm(grads: list[Tensor]) -> Tensor:
     if not grads:
         return torch.zeros(())
@@ -129,9 +141,11 @@ class Learner:
         self._raw_step = inspect.unwrap(type(self.optimizer).step)
         self._loss_step: Callable[[TensorBatch], tuple[Tensor, ...]] = self._loss
         self._opt_step: Callable[[], Tensor] = self._optimizer_step
-        if self.compiled:
-            self._loss_step = torch.compile(self._loss, fullgraph=True, dynamic=False)
-            self._opt_step = torch.compile(self._optimizer_step, fullgraph=True, dynamic=False)
+        if self.compiled:  # each learner its own code objects (see `_own_code`)
+            loss = torch.compile(_own_code(Learner._loss), fullgraph=True, dynamic=False)
+            step = torch.compile(_own_code(Learner._optimizer_step), fullgraph=True,
+                                 dynamic=False)
+            self._loss_step, self._opt_step = partial(loss, self), partial(step, self)
         self.warming_up = self.compiled  # the next update compiles
         self.compile_seconds: float | None = None
 
@@ -198,19 +212,20 @@ class Learner:
         loss = (tb.weight.to(out.loss.dtype) * out.loss).mean()
         return loss, out.q, out.td_error
 
-    @torch.no_grad()
     def _optimizer_step(self) -> Tensor:
         """Clip the gradients' global norm (if configured), step; the norm before clipping.
 
         The optimizer's own `step` is called unwrapped: its wrapper only turns grad mode
         off (done here) around two deliberate graph breaks, which would split the
-        compiled step in three."""
-        if self.cfg.max_grad_norm is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm,
-                                                       foreach=True)
-        else:
-            grad_norm = _total_norm([p.grad for p in self._params if p.grad is not None])
-        self._raw_step(self.optimizer)
+        compiled step in three. (A `no_grad` block, not the decorator: a decorated
+        method is a wrapper whose code every decorated function shares.)"""
+        with torch.no_grad():
+            if self.cfg.max_grad_norm is not None:
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._params,
+                                                           self.cfg.max_grad_norm, foreach=True)
+            else:
+                grad_norm = _total_norm([p.grad for p in self._params if p.grad is not None])
+            self._raw_step(self.optimizer)
         return grad_norm
 
     @torch.no_grad()
