@@ -122,13 +122,13 @@ class LearnerConfig:
     max_grad_norm: float | None = 10.0  # global gradient-norm clip; null = off
     device: str = "auto"  # cpu | cuda | auto
     # torch.compile of the update (forward, loss, backward, optimizer step): auto = where a
-    # compiler works (else eager, with a log line) | true | false. Measured on a 2-core CPU:
-    # docs/results/learner_modes.md.
+    # compiler works (else eager, with a log line) | true | false. Measured on a 2-core CPU
+    # (docs/performance.md): 1.25x eager fp32 for the Nature CNN update.
     compile: str = "auto"
     # bf16 autocast of the network forwards (weights, optimizer state, loss and the WN norm
     # stay fp32): auto = bf16 where the hardware runs it natively (wnrl.accel) | bf16 | fp32.
     # fp32 by default until a bf16 run is shown to learn as well as fp32 at equal steps
-    # (docs/results/learner_modes.md); configs/pong.yaml opts in with auto.
+    # (docs/performance.md); configs/pong.yaml opts in with auto.
     precision: str = "fp32"
 
     def __post_init__(self) -> None:

@@ -24,6 +24,17 @@ def bootstrap_band(curves: np.ndarray, reps: int = 1000, seed: int = 0) -> np.nd
     return np.percentile(means, [2.5, 97.5], axis=0)
 
 
+def plot_curves(ax: Any, results: dict[str, AgentResults], total_steps: int) -> None:
+    """Mean learning curve per agent over its seeds, with a 95% bootstrap band."""
+    for agent, r in results.items():
+        x = np.linspace(0, total_steps, r.curves.shape[1] + 1)[1:]
+        c = COLORS.get(agent, "k")
+        ax.plot(x, r.curves.mean(axis=0), color=c, label=f"{agent} (n={r.curves.shape[0]} seeds)")
+        if r.curves.shape[0] > 1:
+            lo, hi = bootstrap_band(r.curves)
+            ax.fill_between(x, lo, hi, color=c, alpha=0.2)
+
+
 def _bar(ax: Any, agents: Sequence[str], values: Sequence[float | None], title: str,
          fmt: str) -> None:
     vals = [np.nan if v is None else v for v in values]
@@ -47,13 +58,7 @@ def plot_study(path: Path, env_id: str, total_steps: int, results: dict[str, Age
     fig = plt.figure(figsize=(15, 8.5), layout="constrained")
     grid = fig.add_gridspec(2, 3)
     ax = fig.add_subplot(grid[0, :2])
-    for agent, r in results.items():
-        x = np.linspace(0, total_steps, r.curves.shape[1] + 1)[1:]
-        c = COLORS.get(agent, "k")
-        ax.plot(x, r.curves.mean(axis=0), color=c, label=f"{agent} (n={r.curves.shape[0]} seeds)")
-        if r.curves.shape[0] > 1:
-            lo, hi = bootstrap_band(r.curves)
-            ax.fill_between(x, lo, hi, color=c, alpha=0.2)
+    plot_curves(ax, results, total_steps)
     ax.set_xlabel("env steps")
     ax.set_ylabel("training episode return")
     ax.set_title(f"{env_id}: learning curves (mean over seeds, 95% bootstrap band)")
@@ -156,13 +161,7 @@ def plot_games(path: Path, summary: dict[str, Any], curves: dict[str, dict[str, 
     grid = fig.add_gridspec(2, max(3, len(games)))
     for i, g in enumerate(games):
         ax = fig.add_subplot(grid[0, i])
-        for agent, r in curves[g].items():
-            x = np.linspace(0, total_steps, r.curves.shape[1] + 1)[1:]
-            c = COLORS.get(agent, "k")
-            ax.plot(x, r.curves.mean(axis=0), color=c, label=f"{agent} (n={len(r.final)})")
-            if r.curves.shape[0] > 1:
-                lo, hi = bootstrap_band(r.curves)
-                ax.fill_between(x, lo, hi, color=c, alpha=0.2)
+        plot_curves(ax, curves[g], total_steps)
         ax.axhline(summary["random_score"][g], color="k", ls=":", lw=1, label="random policy")
         ax.set_title(f"{g}: training episode return", fontsize=10)
         ax.set_xlabel("env steps")
