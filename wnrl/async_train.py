@@ -46,11 +46,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from torch import Tensor
 
+from wnrl.errors import TrainingFailed
 from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
 
 DRAIN_LOG_S = 10.0  # seconds between progress lines of the end-of-run catch-up
@@ -58,9 +59,37 @@ AHEAD_VECTOR_STEPS = 8  # the most vector steps the actor may run ahead within t
 HISTORY_LEN = 10_000  # (steps, updates) pairs kept in `AsyncLoop.history`
 
 if TYPE_CHECKING:
+    from wnrl.config import Config
+    from wnrl.core.types import Episode
+    from wnrl.logger import RunLogger
     from wnrl.replay import Batch, ReplayBuffer, Transition
     from wnrl.signals import StopFlag
-    from wnrl.train import Trainer
+
+
+class Trainer(Protocol):
+    """What the async loop uses of `wnrl.train.Trainer` (its host), so that this module does
+    not import the trainer that imports it: the parts, the loop cadence and the learning
+    steps the sync loop also runs."""
+
+    cfg: Config
+    p: Any  # wnrl.train.Parts: env, replay, learner, actor
+    log: RunLogger
+    update_base: tuple[int, int]
+    initialized: bool
+    owed_updates: int
+    failed: BaseException | None
+    next_log: float
+    next_eval: float
+    next_noise: float
+    next_ckpt: float
+
+    def act(self, step: int) -> tuple[Transition, list[Episode]]: ...
+    def record_episodes(self, episodes: list, step: int) -> None: ...
+    def reached_stop_return(self) -> bool: ...
+    def beta(self, step: int) -> float: ...
+    def _initialize(self) -> None: ...
+    def _update_once(self, step: int, beta: float) -> bool: ...
+    def _periodic(self, step: int) -> None: ...
 
 
 class LockedReplay:
@@ -230,8 +259,6 @@ class AsyncLoop:
     def _raise_errors(self, main_error: BaseException | None) -> None:
         """Raise an unexpected error (a bug: the learner's first) or else the run's first
         failure, with the other thread's error, if any, as a note: neither is lost."""
-        from wnrl.train import TrainingFailed
-
         errors = {id(e): (e, side) for e, side in ((self._error, "learner"),
                                                    (main_error, "actor")) if e is not None}
         if not errors:

@@ -39,7 +39,7 @@ from wnrl.async_train import async_loop
 from wnrl.config import Config, ConfigError, to_dict
 from wnrl.core.types import Episode, Transition
 from wnrl.envs import VecEnv, make_env
-from wnrl.errors import one_line
+from wnrl.errors import EnvError, NonFiniteError, TrainingFailed, one_line
 from wnrl.learner import Learner, UpdateMetrics
 from wnrl.logger import RunLogger
 from wnrl.losses import make_loss
@@ -50,18 +50,6 @@ from wnrl.replay import ReplayBuffer
 from wnrl.schedules import priority_beta
 from wnrl.seeds import EVAL_SEED_BASE
 from wnrl.signals import StopFlag
-
-
-class TrainingFailed(RuntimeError):
-    """Training cannot go on (one-line message; the run exits 1, nothing more is saved)."""
-
-
-class NonFiniteError(TrainingFailed):
-    """A NaN or inf loss, Q-value or weight: training stops without checkpointing it."""
-
-
-class EnvError(TrainingFailed):
-    """The environment raised while stepping."""
 
 
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
