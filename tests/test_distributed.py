@@ -136,7 +136,13 @@ def test_two_workers_feed_the_learner_and_write_a_normal_run(local_ray, tmp_path
     steps = trainer.pool.env_steps
     assert steps >= 2000 and steps == sum(stats["rows_added"])  # the checkpoint waited
     want = (steps - 400) * 0.25  # the replay ratio, within the rate limiter's tolerance
-    assert want * (1 - 0.1) - 2 <= trainer.p.learner.num_updates <= want * (1 + 0.1) + 2
+    # The final checkpoint waits for the chunks still in flight (at most max_chunks_in_flight
+    # per worker): their env steps count in `steps` but reached the learner after its last
+    # update, so they may lack their updates.
+    d = cfg.distributed
+    drained = d.num_actors * d.max_chunks_in_flight * d.chunk_steps * cfg.env.num_envs
+    low = (want - drained * 0.25) * (1 - 0.1) - 2
+    assert low <= trainer.p.learner.num_updates <= want * (1 + 0.1) + 2
     cfg_saved, net, state = load_policy(tmp_path / "apex")  # what scripts/evaluate.py reads
     assert cfg_saved.distributed.enabled and state["env_steps"] == steps
     assert state["learner"]["num_updates"] == trainer.p.learner.num_updates
