@@ -4,7 +4,8 @@ See `wnrl.experiments.benchmark`.
 
     python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
         [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]
-        [--modes eager-fp32 compiled-bf16 ...] [--compile auto] [--precision auto]
+        [--modes eager-fp32 compiled-bf16 eager-bf16-graph ...] [--compile auto]
+        [--precision auto] [--cuda-graph false] [--sections learner e2e ...]
         [--json benchmark.json]
 """
 
@@ -14,7 +15,14 @@ import argparse
 import dataclasses
 import sys
 
-from wnrl.experiments.benchmark import BenchConfig, check_device, format_table, run, save_json
+from wnrl.experiments.benchmark import (
+    SECTIONS,
+    BenchConfig,
+    check_device,
+    format_table,
+    run,
+    save_json,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-steps", type=int, help="env steps timed after learning starts")
     p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"])
     p.add_argument("--no-peer", action="store_true", help="skip Stable-Baselines3")
-    p.add_argument("--modes", nargs="+", choices=[f"{c}-{q}" for c in ("eager", "compiled")
-                                                  for q in ("fp32", "bf16")],
-                   help="learner modes to time per norm (default: all this machine runs)")
+    p.add_argument("--modes", nargs="+",
+                   choices=[f"{c}-{q}{g}" for g in ("", "-graph") for c in ("eager", "compiled")
+                            for q in ("fp32", "bf16")],
+                   help="learner modes to time per norm (default: all this machine runs; "
+                        "-graph: CUDA-graphed)")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS,
+                   help="measurements to take (default: all; e2e includes the bound)")
     p.add_argument("--compile", choices=["auto", "true", "false"],
                    help="learner.compile of the bound and end-to-end runs (default auto)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="learner.precision of the bound and end-to-end runs (default fp32)")
+    p.add_argument("--cuda-graph", choices=["auto", "true", "false"],
+                   help="learner.cuda_graph of the bound and end-to-end runs (default false)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
     names = {f.name for f in dataclasses.fields(BenchConfig)}
@@ -48,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         kw["peer"] = False
     if a.modes:
         kw["modes"] = tuple(m.replace("-", " ") for m in a.modes)
+    if a.sections:
+        kw["sections"] = tuple(a.sections)
     bc = BenchConfig.quick(**kw) if a.quick else BenchConfig(**kw)
     if problem := check_device(bc.device):
         print(f"error: {problem}", file=sys.stderr)

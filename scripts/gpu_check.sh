@@ -15,26 +15,32 @@
 #   compile    torch.compile of a tiny function on DEVICE; if it fails, the benchmark and the
 #              training run stay eager (learner.compile=false) and the step shows the error;
 #   tests      the CUDA-marked tests (pytest -m cuda tests/test_cuda.py; tests.xml);
-#   benchmark  scripts/benchmark.py --device DEVICE --num-envs N --batch-sizes 32: every
-#              learner mode per norm, the learner-only bound, end-to-end sync and async in
-#              the default mode; at most B seconds (240) (benchmark.json; arguments after
-#              `--` go to it and win, e.g. -- --batch-sizes 32 64);
-#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml) on DEVICE for S seconds (90), then
-#              SIGINT (it checkpoints and stops; the scores are the training episodes');
+#   benchmark  scripts/benchmark.py --device DEVICE --num-envs N --batch-sizes 32 --no-peer:
+#              eager fp32, eager bf16 and compiled bf16 updates per norm, actor, replay,
+#              env, the learner-only bound and end-to-end sync and async in eager bf16; at
+#              most B seconds (200) (benchmark.json; arguments after `--` go to it and win,
+#              e.g. -- --modes compiled-fp32);
+#   benchmark_graph (CUDA) the CUDA-graph lever in one run: eager fp32 against graphed
+#              fp32 and bf16 updates per norm, the bound and end to end in graphed eager
+#              bf16; at most 120 s (benchmark_graph.json);
+#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml; eager, precision auto, CUDA graph
+#              auto) on DEVICE for S seconds (75), then SIGINT (it checkpoints and stops;
+#              the scores are the training episodes');
 #   report     gpu_check.json and gpu_check.md (scripts/gpu_report.py), printed at the end.
 # The exit code is 1 if any step failed, else 0.
 #
 # DIR defaults to $OUT (the device tool's output folder), else ./gpu_check_out. N defaults
 # to the core count (the Atari vector env runs one env per core). --tiny is the dry run for
-# a CPU machine (give it first): --device cpu, small sizes, eager only, a benchmark limit of
-# 600 s for slow machines. On the GPU machine the whole check should take about 6 minutes
-# (most of it compiling learner updates: one per norm and precision); the step limits add
-# up to 10. To trim it, time fewer modes: scripts/gpu_check.sh -- --modes compiled-bf16.
+# a CPU machine (give it first): --device cpu, small sizes, eager fp32 only, a benchmark
+# limit of 600 s for slow machines. On the GPU machine the whole check should take about 6
+# minutes (most of it compiling the compiled-bf16 learners, one per norm); the step
+# limits add up to about 11.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 DEVICE=cuda; DIR=${OUT:-gpu_check_out}; WHEELS=.gpu-wheels; PY=python3
-NUM_ENVS=$(nproc); TRAIN_SECONDS=90; BENCH_SECONDS=240; TINY=0; INSTALL=1; BENCH_EXTRA=()
+NUM_ENVS=$(nproc); TRAIN_SECONDS=75; BENCH_SECONDS=200; GRAPH_SECONDS=120; TINY=0; INSTALL=1
+BENCH_EXTRA=()
 while (($#)); do
     case $1 in
         --device) DEVICE=$2; shift 2 ;;
@@ -125,20 +131,32 @@ TESTS=(-m cuda)
 run tests 150 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_cuda.py \
     --junitxml "$DIR/tests.xml"
 
-BENCH=(--device "$DEVICE" --num-envs "$NUM_ENVS" --no-peer --json "$DIR/benchmark.json"
-       --batch-sizes 32)
+# the baseline: eager and compiled learner modes, every section but the peer, the bound and
+# end to end in eager bf16 (compiling takes tens of seconds per learner: the compiled modes
+# are timed in the learner section only)
+BENCH=(--device "$DEVICE" --num-envs "$NUM_ENVS" --no-peer --batch-sizes 32)
 ((TINY)) && BENCH+=(--quick --repeats 1 --env-seconds 0.5 --learning-starts 300
                     --measure-steps 300 --replay-capacity 5000)
-((TINY || !COMPILE_OK)) && BENCH+=(--modes eager-fp32 eager-bf16 --compile false)
-run benchmark "$BENCH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" "${BENCH_EXTRA[@]}"
+MODES=(--modes eager-bf16 compiled-bf16); E2E=(--compile false --precision bf16)
+((TINY)) && MODES=(--modes eager-fp32) && E2E=(--compile false --precision fp32)
+((!COMPILE_OK)) && MODES=(--modes eager-bf16)
+run benchmark "$BENCH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" "${MODES[@]}" "${E2E[@]}" \
+    --json "$DIR/benchmark.json" "${BENCH_EXTRA[@]}"
+# the CUDA-graph lever, before and after in one run: eager fp32 against graphed fp32 and
+# bf16 per norm, then the bound and end to end in graphed eager bf16
+if [[ $DEVICE == cuda ]]; then
+    run benchmark_graph "$GRAPH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" \
+        --sections learner e2e --modes eager-fp32-graph eager-bf16-graph \
+        --compile false --precision bf16 --cuda-graph true --json "$DIR/benchmark_graph.json"
+fi
 
 TRAIN=(learner.device="$DEVICE" env.num_envs="$NUM_ENVS" train.runs_dir="$WORK/runs"
-       train.run_name=gpu_check train.eval_period=0 train.log_period=10000)
+       train.run_name=gpu_check train.eval_period=0 train.log_period=10000
+       learner.compile=false learner.precision=auto learner.cuda_graph=auto)
 ((TINY)) && TRAIN+=(train.total_steps=3000 train.learning_starts=400 replay.capacity=5000
                     train.log_period=500 train.noise_period=0)
-((TINY || !COMPILE_OK)) && TRAIN+=(learner.compile=false)
 t0=$SECONDS
-log "train: Pong WN-DQN for ${TRAIN_SECONDS}s, then SIGINT (exit code 124 = stopped as planned)"
+log "train: Pong WN-DQN (eager, precision auto, CUDA graph auto) for ${TRAIN_SECONDS}s, then SIGINT (exit code 124 = stopped as planned)"
 timeout -s INT -k 60 "$TRAIN_SECONDS" "$PY" scripts/train.py --config configs/pong_wn_dqn.yaml \
     "${TRAIN[@]}" > "$DIR/train.log" 2>&1
 record train $? "$t0"

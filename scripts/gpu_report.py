@@ -2,7 +2,8 @@
 
     python scripts/gpu_report.py versions --out DIR    # DIR/versions.json
     python scripts/gpu_report.py report --out DIR --run-dir RUN
-        # reads DIR/{versions.json, steps.tsv, tests.xml, benchmark.json} and the training
+        # reads DIR/{versions.json, steps.tsv, tests.xml, benchmark.json,
+        # benchmark_graph.json} and the training
         # run RUN; writes DIR/gpu_check.json and DIR/gpu_check.md and prints the Markdown
 """
 
@@ -103,13 +104,18 @@ def markdown(r: dict[str, Any]) -> str:
     out += ["", "## CUDA tests", "", "no result (see tests.log)" if t is None else
             f"{t['passed']} passed, {t['failures'] + t['errors']} failed, {t['skipped']} skipped"
             + "".join(f"\n- failed: {f}" for f in t["failed"])]
-    out += ["", "## Benchmark", ""]
-    if r["benchmark"] is None:
-        out.append("no result (see benchmark.log)")
-    else:
-        from wnrl.experiments.benchmark import format_table
+    for key, title in (("benchmark", "Benchmark"),
+                       ("benchmark_graph", "Benchmark: the CUDA-graph lever")):
+        if key == "benchmark_graph" and r.get(key) is None and not any(
+                s["step"] == key for s in r["steps"]):
+            continue  # not run (CPU)
+        out += ["", f"## {title}", ""]
+        if r.get(key) is None:
+            out.append(f"no result (see {key}.log)")
+        else:
+            from wnrl.experiments.benchmark import format_table
 
-        out.append(format_table(r["benchmark"]))
+            out.append(format_table(r[key]))
     tr = r["train"]
     out += ["", "## Pong WN-DQN training run", ""]
     if tr is None:
@@ -149,7 +155,7 @@ def main() -> int:
              for line in (d / "steps.tsv").read_text().splitlines() if line]
     train_s = next((float(s["seconds"]) for s in steps if s["step"] == "train"), 0.0)
     r = {"versions": load("versions.json"), "steps": steps, "tests": tests(d / "tests.xml"),
-         "benchmark": load("benchmark.json"),
+         "benchmark": load("benchmark.json"), "benchmark_graph": load("benchmark_graph.json"),
          "train": train(a.run_dir, train_s) if a.run_dir else None}
     (d / "gpu_check.json").write_text(json.dumps(r, indent=2, default=float) + "\n")
     md = markdown(r)

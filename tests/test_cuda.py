@@ -124,6 +124,40 @@ def test_updates_match_cpu(device: str, norm: str, fp32: None) -> None:
     assert moved > 10 * ATOL  # the updates moved the weights by far more than the tolerance
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, fp32: None,
+                                         tmp_path: Path) -> None:
+    """The CUDA-graphed update against the plain one on the same GPU: the same metrics and
+    weights through a target sync (the capture's warm-up updates leave no trace), a
+    different batch in the same graph, and a checkpoint loaded mid-way (new optimizer
+    state tensors: captured again)."""
+    net = initialized_net(norm)
+    plain = Learner(copy.deepcopy(net), learner_cfg(precision=precision), device="cuda")
+    graphed = Learner(copy.deepcopy(net), learner_cfg(precision=precision, cuda_graph="true"),
+                      device="cuda")
+    assert graphed.graphed and graphed.mode.endswith("graph")
+    tol = dict(rtol=RTOL, atol=ATOL) if precision == "fp32" else dict(rtol=1e-3, atol=1e-4)
+    for k in range(3):  # syncs after update 2
+        batch = atari_batch(seed=k)
+        a, b = plain.update(batch), graphed.update(batch)
+        for key, v in a.scalars().items():
+            assert b.scalars()[key] == pytest.approx(v, rel=tol["rtol"], abs=1e-5), key
+    assert_states_close(plain.online, graphed.online, **tol)
+    assert_states_close(plain.target, graphed.target, **tol)
+    state = plain.state_dict()
+    torch.save(state, tmp_path / "s.pt")
+    graphed.load_state_dict(torch.load(tmp_path / "s.pt", map_location="cpu"))
+    for k in range(3, 5):
+        batch = atari_batch(seed=k)
+        a, b = plain.update(batch), graphed.update(batch)
+        assert b.loss == pytest.approx(a.loss, rel=tol["rtol"], abs=1e-5)
+    assert_states_close(plain.online, graphed.online, **tol)
+    assert graphed.num_updates == plain.num_updates == 5
+
+
 @pytest.mark.parametrize("device", DEVICES[1:])  # compiling a Nature CNN takes minutes on a CPU
 def test_default_mode_on_device_tracks_eager_fp32(device: str, fp32: None) -> None:
     """`learner.compile=auto`, `learner.precision=auto` (compiled bf16 on an H100, what a

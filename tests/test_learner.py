@@ -287,7 +287,8 @@ def test_checkpoint_moves_between_eager_and_compiled() -> None:
     assert eager.optimizer.param_groups[0].get("fused") is True
 
 
-@pytest.mark.parametrize("key, value", [("compile", "maybe"), ("precision", "fp16")])
+@pytest.mark.parametrize("key, value", [("compile", "maybe"), ("precision", "fp16"),
+                                        ("cuda_graph", "always")])
 def test_mode_values_are_validated(key: str, value: str) -> None:
     from wnrl.config import ConfigError
 
@@ -303,6 +304,18 @@ def test_bf16_refused_where_not_native(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="learner.precision=bf16 cannot run natively"):
         Learner(make_q_network((6,), 3), cfg(precision="bf16"))
     assert accel.resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_cuda_graph_needs_cuda() -> None:
+    """`cuda_graph=true` on a CPU learner is a one-line error; `auto` there means off (the
+    graphed update itself is tested against the plain one in tests/test_cuda.py)."""
+    from wnrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="learner.cuda_graph=true needs a CUDA device"):
+        Learner(make_q_network((6,), 3), cfg(cuda_graph="true"))
+    learner = Learner(make_q_network((6,), 3), cfg(cuda_graph="auto"))
+    assert not learner.graphed and learner.mode == "eager fp32"
+    assert LearnerConfig(cuda_graph=True).cuda_graph == "true"  # YAML booleans
 
 
 def test_compile_auto_falls_back_without_a_compiler(monkeypatch) -> None:

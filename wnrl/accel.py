@@ -9,6 +9,7 @@ refused with a one-line `ConfigError` before anything is written:
   (Ampere) or newer. Elsewhere bf16 autocast would be emulated and slower than
   fp32, so `auto` means fp32 there and `bf16` is an error.
 - `torch.compile` (Inductor) needs a C++ compiler on CPU and Triton on CUDA.
+- A CUDA-graphed update (`learner.cuda_graph`) needs a CUDA device.
 """
 
 from __future__ import annotations
@@ -89,3 +90,11 @@ def resolve_compile(compile_: str, device: torch.device) -> tuple[bool, str | No
         raise ConfigError(f"learner.compile=true cannot work on {device}: {missing}; "
                           f"use auto or false")
     return False, f"learner.compile=auto: running eagerly ({missing})"
+
+
+def resolve_cuda_graph(cuda_graph: str, device: torch.device) -> bool:
+    """`learner.cuda_graph` (auto | true | false) -> graph the update? (auto: on CUDA)."""
+    if cuda_graph == "true" and device.type != "cuda":
+        raise ConfigError(f"learner.cuda_graph=true needs a CUDA device, the learner is on "
+                          f"{device}: use auto or false")
+    return cuda_graph != "false" and device.type == "cuda"

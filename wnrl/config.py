@@ -130,11 +130,15 @@ class LearnerConfig:
     # fp32 by default until a bf16 run is shown to learn as well as fp32 at equal steps
     # (docs/performance.md); configs/pong.yaml opts in with auto.
     precision: str = "fp32"
+    # the whole update captured once as a CUDA graph and replayed (CUDA only): auto = on
+    # CUDA | true | false. Measured on one H200 in docs/gpu.md.
+    cuda_graph: str = "false"
 
     def __post_init__(self) -> None:
-        for key in ("compile", "precision"):  # YAML `true` arrives as "True"
+        for key in ("compile", "precision", "cuda_graph"):  # YAML `true` arrives as "True"
             object.__setattr__(self, key, str(getattr(self, key)).lower())
         _one_of("learner.compile", self.compile, ("auto", "true", "false"))
+        _one_of("learner.cuda_graph", self.cuda_graph, ("auto", "true", "false"))
         _one_of("learner.precision", self.precision, ("auto", "bf16", "fp32"))
         _one_of("learner.optimizer", self.optimizer, ("adam", "adamax", "rmsprop"))
         _check(self.lr > 0, "learner.lr", "> 0", self.lr)

@@ -24,6 +24,15 @@ seconds on a CPU: `warming_up` tells callers to announce it). With `bf16` the
 network forwards run under bf16 autocast and return fp32 Q-values, so the
 weights, the optimizer state, the TD targets and loss, and the WN norm `||v||`
 (computed from the fp32 parameters outside any matmul) stay fp32.
+
+With `cfg.cuda_graph` (CUDA only) the whole update (loss, backward, optimizer step
+and the metrics vector) is captured once as a CUDA graph and replayed for every
+batch, which is copied into the graph's fixed input tensors first: a batch-32
+Nature-CNN update is a few hundred small kernels, so on a GPU its time is mostly
+launch overhead, which a replay pays once. The capture runs three warm-up updates
+on the first batch and then puts back the weights and optimizer state they changed,
+so a graphed learner takes exactly the steps an ungraphed one takes. Its optimizer
+keeps its step counters on the device (`capturable=True`).
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wnrl.accel import resolve_compile, resolve_device, resolve_precision
+from wnrl.accel import resolve_compile, resolve_cuda_graph, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
 from wnrl.losses import LossFn, TensorBatch, make_loss
@@ -53,26 +62,30 @@ OptimizerFactory = Callable[[Iterable[Tensor], LearnerConfig, bool], torch.optim
 # single-tensor 8.7; Adamax and RMSprop have no fused kernel and foreach is as fast or
 # faster than a Python loop. torch.compile refuses to trace the fused kernel, and turns
 # the foreach form into fused kernels of its own, so a compiled update uses foreach.
+# A CUDA-graphed update needs `capturable=True` (step counters on the device, no host sync).
 OPTIMIZERS: dict[str, OptimizerFactory] = {
-    "adam": lambda params, cfg, compiled: torch.optim.Adam(
+    "adam": lambda params, cfg, compiled, **kw: torch.optim.Adam(
         params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-        **({"foreach": True} if compiled else {"fused": True})),
-    "adamax": lambda params, cfg, compiled: torch.optim.Adamax(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True),
-    "rmsprop": lambda params, cfg, compiled: torch.optim.RMSprop(
-        params, lr=cfg.lr, alpha=cfg.beta2, eps=cfg.eps, centered=False, foreach=True),
+        **({"foreach": True} if compiled else {"fused": True}), **kw),
+    "adamax": lambda params, cfg, compiled, **kw: torch.optim.Adamax(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True, **kw),
+    "rmsprop": lambda params, cfg, compiled, **kw: torch.optim.RMSprop(
+        params, lr=cfg.lr, alpha=cfg.beta2, eps=cfg.eps, centered=False, foreach=True, **kw),
 }
-IMPLEMENTATION_FLAGS = ("fused", "foreach")  # per param group; not part of a checkpoint
+# per param group, chosen by the learner's mode; not part of a checkpoint
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable")
 
 
-def make_optimizer(params: Iterable[Tensor], cfg: LearnerConfig,
-                   compiled: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[Tensor], cfg: LearnerConfig, compiled: bool = False,
+                   capturable: bool = False) -> torch.optim.Optimizer:
     """The optimizer `cfg.optimizer` names, from the `OPTIMIZERS` table, in the form that
-    is fastest eagerly or, with `compiled`, under torch.compile."""
+    is fastest eagerly or, with `compiled`, under torch.compile; `capturable` for a
+    CUDA-graphed update."""
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose one of "
                          + ", ".join(OPTIMIZERS))
-    return OPTIMIZERS[cfg.optimizer](params, cfg, compiled)
+    return OPTIMIZERS[cfg.optimizer](params, cfg, compiled,
+                                     **({"capturable": True} if capturable else {}))
 
 
 class Autocast(nn.Module):
@@ -85,7 +98,9 @@ class Autocast(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: uint8[B, C, H, W] | float32[B, D] -> float32[B, A]."""
-        with torch.autocast(self.device_type, dtype=self.dtype):
+        # no weight-cast cache: each net runs once per region, and a CUDA-graph capture
+        # must not keep casts made outside it
+        with torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False):
             return self.net(x).float()
 
 
@@ -131,7 +146,9 @@ class Learner:
         self._params = [p for p in self.online.parameters() if p.requires_grad]
         self.precision = resolve_precision(cfg.precision, self.device)
         self.compiled, self.compile_note = resolve_compile(cfg.compile, self.device)
-        self.optimizer = make_optimizer(self._params, cfg, self.compiled)
+        self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device)
+        self.optimizer = make_optimizer(self._params, cfg, self.compiled, self.graphed)
+        self._graph: _GraphedUpdate | None = None  # captured at the first graphed update
         self._pin = self.device.type == "cuda"
         self._num_updates = 0
         self._loss_online, self._loss_target = self.online, self.target_net
@@ -146,13 +163,15 @@ class Learner:
             step = torch.compile(_own_code(Learner._optimizer_step), fullgraph=True,
                                  dynamic=False)
             self._loss_step, self._opt_step = partial(loss, self), partial(step, self)
-        self.warming_up = self.compiled  # the next update compiles
+        self.warming_up = self.compiled or self.graphed  # the next update compiles/captures
         self.compile_seconds: float | None = None
 
     @property
     def mode(self) -> str:
-        """The update's mode for logs and benchmarks, e.g. `compiled bf16` or `eager fp32`."""
-        return f"{'compiled' if self.compiled else 'eager'} {self.precision}"
+        """The update's mode for logs and benchmarks, e.g. `compiled bf16`, `eager fp32` or
+        `eager bf16 graph` (CUDA-graphed)."""
+        return f"{'compiled' if self.compiled else 'eager'} {self.precision}" \
+            + (" graph" if self.graphed else "")
 
     @property
     def num_updates(self) -> int:
@@ -192,19 +211,30 @@ class Learner:
         if self.target_net.training:
             self.target_net.eval()
         start = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, q, td = self._loss_step(tb)
-        loss.backward()
-        grad_norm = self._opt_step()
+        if self.graphed:
+            if self._graph is None or not self._graph.fits(tb):
+                self._graph = _GraphedUpdate(self, tb)
+            out = self._graph.replay(tb)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            out = self._step(tb)
         if self.warming_up:
             self.warming_up, self.compile_seconds = False, time.perf_counter() - start
         self._num_updates += 1
         if self._num_updates % self.cfg.target_update_period == 0:
             self.sync_target()
-        scalars = torch.stack([loss.detach(), q.mean(), grad_norm.to(loss.device)])
-        host = torch.cat([scalars.float(), td.abs().float()]).cpu().numpy()
+        host = out.cpu().numpy()
         return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
                              grad_norm=float(host[2]), td_abs=host[3:])
+
+    def _step(self, tb: TensorBatch) -> Tensor:
+        """Loss, backward and optimizer step on gradients that start from None ->
+        float32[3 + B]: loss, mean Q, gradient norm before clipping, |TD error| per row."""
+        loss, q, td = self._loss_step(tb)
+        loss.backward()
+        grad_norm = self._opt_step()
+        scalars = torch.stack([loss.detach(), q.mean(), grad_norm.to(loss.device)])
+        return torch.cat([scalars.float(), td.abs().float()])
 
     def _loss(self, tb: TensorBatch) -> tuple[Tensor, Tensor, Tensor]:
         """(weighted mean loss with grad, Q(obs, action) float32[B], TD error float32[B])."""
@@ -255,4 +285,74 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         for group, own in zip(self.optimizer.param_groups, flags):  # a checkpoint written
             group.update(own)  # eagerly (fused) must load into a compiled learner, and back
+            on_device = bool(group.get("capturable") or group.get("fused"))
+            for p in group["params"]:  # step counters where this learner's mode keeps them
+                st = self.optimizer.state.get(p, {})
+                if isinstance(st.get("step"), Tensor):
+                    st["step"] = st["step"].to(p.device if on_device else "cpu",
+                                               torch.float32)
+        self._graph = None  # the optimizer state tensors are new: capture again
         self._num_updates = int(state["num_updates"])
+
+
+class _GraphedUpdate:
+    """`Learner._step` captured as one CUDA graph (see the module doc).
+
+    `replay(tb)` copies `tb` into the graph's input tensors (same shapes and dtypes:
+    `fits`) and replays the captured update; it returns the graph's output tensor,
+    float32[3 + B], overwritten by the next replay.
+    """
+
+    def __init__(self, learner: Learner, tb: TensorBatch) -> None:
+        self.learner = learner
+        self.inputs = TensorBatch(*(t.clone() for t in tb))
+        saved = self._snapshot()
+        opt = learner.optimizer
+        side = torch.cuda.Stream(learner.device)
+        side.wait_stream(torch.cuda.current_stream(learner.device))
+        with torch.cuda.stream(side):  # warm-up (and compile) outside the capture
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                learner._step(self.inputs)
+        torch.cuda.current_stream(learner.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
+        # thread_local: an actor on another thread (async mode) keeps using the GPU
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.output = learner._step(self.inputs)
+        self._restore(saved)
+
+    def fits(self, tb: TensorBatch) -> bool:
+        return all(a.shape == b.shape and a.dtype == b.dtype
+                   for a, b in zip(self.inputs, tb, strict=True))
+
+    def replay(self, tb: TensorBatch) -> Tensor:
+        for dst, src in zip(self.inputs, tb, strict=True):
+            dst.copy_(src, non_blocking=True)
+        self.graph.replay()
+        return self.output
+
+    def _state_tensors(self) -> list[Tensor]:
+        """Every tensor an update changes in place: the online network's parameters and
+        buffers (BN statistics) and the optimizer's state."""
+        lr = self.learner
+        out = [*lr.online.parameters(), *lr.online.buffers()]
+        for st in lr.optimizer.state.values():
+            out += [v for v in st.values() if isinstance(v, Tensor)]
+        return out
+
+    @torch.no_grad()
+    def _snapshot(self) -> dict[int, tuple[Tensor, Tensor]]:
+        """id -> (tensor, copy); the tensor is kept so that its id stays its own."""
+        return {id(t): (t, t.clone()) for t in self._state_tensors()}
+
+    @torch.no_grad()
+    def _restore(self, saved: dict[int, tuple[Tensor, Tensor]]) -> None:
+        """Put back what the warm-up changed; optimizer state the warm-up created (a fresh
+        optimizer's first step makes it, all zeros) goes back to zeros."""
+        for t in self._state_tensors():
+            if id(t) in saved:
+                t.copy_(saved[id(t)][1])
+            else:
+                t.zero_()
+

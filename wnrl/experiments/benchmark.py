@@ -7,7 +7,8 @@ interleaved in the same process (A, B, C, A, B, C, ...), each the median of
 repeats. The seven measurements:
 
 1. learner update (forward, backward, optimizer step, target forward) per norm,
-   batch size and learner mode (eager or compiled, fp32 or bf16), as ratios to the
+   batch size and learner mode (eager or compiled, fp32 or bf16, on CUDA also
+   CUDA-graphed), as ratios to the
    standard network in the same mode and to the eager fp32 update of the same norm;
 2. actor forward over N envs: folded WN, unfolded WN, standard; and the fold
    (`Learner.weights()`) paid at every actor weight sync;
@@ -16,6 +17,9 @@ repeats. The seven measurements:
 5. the learner-only bound: updates/s x env steps per update, in the default mode;
 6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
 7. the peer (Stable-Baselines3 DQN, `wnrl.experiments.benchmark_peer`) on the same settings.
+
+`BenchConfig.sections` picks some of them (learner, actor, replay, env, e2e, peer;
+e2e includes the bound).
 """
 
 from __future__ import annotations
@@ -78,19 +82,26 @@ def random_batch(rng: np.random.Generator, b: int, num_actions: int) -> Batch:
                  nxt, np.ones(b, np.float32), np.arange(b, dtype=np.int64))
 
 
-def learner_modes(device: str, only: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """(compile, precision) pairs to time on `device`: eager and compiled (where a compiler
-    works), fp32 and bf16 (where bf16 is native); eager fp32 (the reference) always, and
-    of the others only those named in `only` if it is not empty."""
+SECTIONS = ("learner", "actor", "replay", "env", "e2e", "peer")
+Mode = tuple[str, str, str]  # (compile, precision, cuda_graph) as LearnerConfig takes them
+
+
+def learner_modes(device: str, only: tuple[str, ...] = ()) -> list[Mode]:
+    """Learner modes to time on `device`: eager and compiled (where a compiler works), fp32
+    and bf16 (where bf16 is native), plain and CUDA-graphed (on CUDA); eager fp32 (the
+    reference) always, and of the others only those named in `only` if it is not empty."""
     dev = resolve_device(device)
     compiles = ["false"] + (["true"] if compiler_available(dev) is None else [])
     precisions = ["fp32"] + (["bf16"] if native_bf16(dev) else [])
-    return [(c, p) for c in compiles for p in precisions
-            if not only or mode_name(c, p) in only or (c, p) == ("false", "fp32")]
+    graphs = ["false"] + (["true"] if dev.type == "cuda" else [])
+    return [(c, p, g) for g in graphs for c in compiles for p in precisions
+            if not only or mode_name(c, p, g) in only or (c, p, g) == ("false", "fp32", "false")]
 
 
-def mode_name(compile_: str, precision: str) -> str:
-    return f"{'compiled' if compile_ == 'true' else 'eager'} {precision}"
+def mode_name(compile_: str, precision: str, cuda_graph: str = "false") -> str:
+    """The mode as `Learner.mode` names it, e.g. "compiled bf16" or "eager fp32 graph"."""
+    return f"{'compiled' if compile_ == 'true' else 'eager'} {precision}" \
+        + (" graph" if cuda_graph == "true" else "")
 
 
 def bench_learner(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
@@ -101,12 +112,12 @@ def bench_learner(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
     for b in bc.batch_sizes:
         batch = random_batch(rng, b, num_actions)
         learners = {}
-        for c, p in modes:
+        for c, p, g in modes:
             cfg = LearnerConfig(optimizer="adam", batch_size=b, device=bc.device, compile=c,
-                                precision=p)
+                                precision=p, cuda_graph=g)
             for n in NORMS:
-                learners[(mode_name(c, p), n)] = Learner(make_q_network(OBS, num_actions,
-                                                                        norm=n), cfg)
+                learners[(mode_name(c, p, g), n)] = Learner(make_q_network(OBS, num_actions,
+                                                                           norm=n), cfg)
         t = interleaved({k: (lambda lr=lr, b=batch: lr.update(b)) for k, lr in learners.items()},
                         bc.updates_per_round, bc.repeats)
         out[f"batch{b}"] = {
@@ -186,7 +197,8 @@ def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
         replay=ReplayConfig(capacity=bc.replay_capacity),
         learner=LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
                               target_update_period=bc.target_update_period,
-                              compile=bc.compile, precision=bc.precision),
+                              compile=bc.compile, precision=bc.precision,
+                              cuda_graph=bc.cuda_graph),
         actor=ActorConfig(eps_start=0.01, eps_end=0.01),
         train=TrainConfig(total_steps=bc.learning_starts + bc.measure_steps + 10 * bc.num_envs,
                           learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
@@ -244,7 +256,8 @@ class Bound:
         self.bc = bc
         self.learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
                                LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
-                                             compile=bc.compile, precision=bc.precision))
+                                             compile=bc.compile, precision=bc.precision,
+                                             cuda_graph=bc.cuda_graph))
         self.batch = random_batch(np.random.default_rng(4), 32, num_actions)
 
     def measure(self) -> float:
@@ -254,12 +267,31 @@ class Bound:
 
 
 def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """All seven measurements; returns the JSON-ready results."""
+    """The seven measurements (those in `bc.sections`, all if it is empty); returns the
+    JSON-ready results."""
     res: dict[str, Any] = {"config": dataclasses.asdict(bc), "machine": machine_info(bc)}
+    wanted = set(bc.sections or SECTIONS)
     for name, fn in [("learner", bench_learner), ("actor", bench_actor),
                      ("replay", bench_replay), ("env", bench_env)]:
-        log(f"measuring {name} ...")
-        res[name] = fn(bc)
+        if name in wanted:
+            log(f"measuring {name} ...")
+            res[name] = fn(bc)
+    if "e2e" in wanted:
+        res.update(bench_e2e_and_bound(bc, log))
+    if "peer" in wanted and bc.peer:
+        from wnrl.experiments.benchmark_peer import bench_peer
+
+        log("measuring the peer (Stable-Baselines3 DQN) ...")
+        res["peer"] = bench_peer(bc)
+        if res["peer"].get("env_steps_per_s") and "e2e_sync" in res:
+            best = max(res["e2e_sync"]["env_steps_per_s"], res["e2e_async"]["env_steps_per_s"])
+            res["peer"]["wnrl_ratio"] = best / res["peer"]["env_steps_per_s"]
+    return res
+
+
+def bench_e2e_and_bound(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """5. and 6.: the bound measured right before and after each end-to-end run."""
+    res: dict[str, Any] = {}
     # the bound is measured right before and after each end-to-end run (the load drifts)
     bound = Bound(bc)
     bounds = [bound.measure()]
@@ -273,14 +305,6 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     res["bound"] = {"agent": bc.agent, "mode": bound.learner.mode,
                     "env_steps_per_s": statistics.median(bounds),
                     "updates_per_s": statistics.median(bounds) / 4, "runs": bounds}
-    if bc.peer:
-        from wnrl.experiments.benchmark_peer import bench_peer
-
-        log("measuring the peer (Stable-Baselines3 DQN) ...")
-        res["peer"] = bench_peer(bc)
-        if res["peer"].get("env_steps_per_s"):
-            best = max(res["e2e_sync"]["env_steps_per_s"], res["e2e_async"]["env_steps_per_s"])
-            res["peer"]["wnrl_ratio"] = best / res["peer"]["env_steps_per_s"]
     return res
 
 
@@ -299,41 +323,61 @@ def save_json(res: dict[str, Any], path: str | Path) -> None:
     atomic.write_text(path, json.dumps(res, indent=2, default=float) + "\n")
 
 
-def format_table(res: dict[str, Any]) -> str:
-    """The results as a Markdown table with the target (docs/performance.md) beside each ratio."""
-    rows = [("measurement", "value", "ratio", "target")]
-    for bkey, modes in res["learner"].items():
-        for mode, per in modes.items():
-            for n, v in per.items():
-                tgt = {"weight": "<= 1.05", "batch": "(paper: ~1.16)"}.get(n, "")
-                rows.append((f"update {bkey}, {mode}, norm={n}", f"{v['ms']:.2f} ms",
-                             f"{v['ratio']:.3f} (x{v['speedup']:.2f} vs eager fp32)", tgt))
-    a = res["actor"]
+def _actor_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
+    a, rows = res["actor"], []
     for k in ("standard", "folded_wn", "unfolded_wn"):
         rows.append((f"actor forward {res['config']['num_envs']} envs, {k}",
                      f"{a[k]['ms']:.2f} ms", f"{a[k]['ratio']:.3f}",
                      "<= 1.02" if k == "folded_wn" else ""))
     rows.append(("fold per actor weight sync", f"{a['fold_ms']:.2f} ms", "", ""))
-    r = res["replay"]
-    rows.append(("replay bytes/transition (1M)", f"{r['bytes_per_transition']:.0f} B", "",
-                 "<= 7200"))
-    rows.append((f"replay add ({r['num_envs']} rows)", f"{r['add_us_per_vector_step']:.1f} us",
-                 "", ""))
+    return rows
+
+
+def _replay_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = [("replay bytes/transition (1M)", f"{r['bytes_per_transition']:.0f} B", "",
+             "<= 7200"),
+            (f"replay add ({r['num_envs']} rows)", f"{r['add_us_per_vector_step']:.1f} us",
+             "", "")]
     for k in (k for k in r if k.startswith("sample")):
         rows.append((f"replay {k[:-3]}", f"{r[k]:.3f} ms", "", "< 0.3" if "32" in k else ""))
-    rows.append(("env steps/s (raw, random actions)", f"{res['env']['env_steps_per_s']:.0f}",
-                 "", ""))
+    return rows
+
+
+def _e2e_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     b = res["bound"]
-    rows.append((f"learner-only bound ({b['agent']}, {b['mode']}, batch 32)",
-                 f"{b['env_steps_per_s']:.0f} steps/s", "", ""))
+    rows = [(f"learner-only bound ({b['agent']}, {b['mode']}, batch 32)",
+             f"{b['env_steps_per_s']:.0f} steps/s ({b['updates_per_s']:.0f} updates/s)", "", "")]
     for mode in ("sync", "async"):
         e = res[f"e2e_{mode}"]
-        rows.append((f"end-to-end {mode}", f"{e['env_steps_per_s']:.0f} steps/s",
+        rows.append((f"end-to-end {mode} ({res['config']['num_envs']} envs)",
+                     f"{e['env_steps_per_s']:.0f} steps/s",
                      f"{e['ratio_to_bound']:.3f} of bound", ">= 0.90"))
+    return rows
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """The results as a Markdown table with the target (docs/performance.md) beside each ratio."""
+    rows = [("measurement", "value", "ratio", "target")]
+    for bkey, modes in res.get("learner", {}).items():
+        for mode, per in modes.items():
+            for n, v in per.items():
+                tgt = {"weight": "<= 1.05", "batch": "(paper: ~1.16)"}.get(n, "")
+                rows.append((f"update {bkey}, {mode}, norm={n}", f"{v['ms']:.2f} ms",
+                             f"{v['ratio']:.3f} (x{v['speedup']:.2f} vs eager fp32)", tgt))
+    if "actor" in res:
+        rows += _actor_rows(res)
+    if "replay" in res:
+        rows += _replay_rows(res["replay"])
+    if "env" in res:
+        rows.append(("env steps/s (raw, random actions)",
+                     f"{res['env']['env_steps_per_s']:.0f}", "", ""))
+    if "bound" in res:
+        rows += _e2e_rows(res)
     p = res.get("peer")
     if p and "env_steps_per_s" in p:
+        ratio = f"wnrl {p['wnrl_ratio']:.2f}x" if "wnrl_ratio" in p else ""
         rows.append((f"peer SB3 {p['version']} DQN", f"{p['env_steps_per_s']:.0f} steps/s",
-                     f"wnrl {p['wnrl_ratio']:.2f}x", ">= 2.5 (stretch 3)"))
+                     ratio, ">= 2.5 (stretch 3)"))
     elif p:
         rows.append(("peer", p.get("skipped", "?"), "", ""))
     lines = ["| " + " | ".join(row) + " |" for row in rows]
