@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="learner.precision of the bound and end-to-end runs (default fp32)")
     p.add_argument("--cuda-graph", choices=["auto", "true", "false"],
                    help="learner.cuda_graph of the bound and end-to-end runs (default false)")
+    p.add_argument("--actor-device", choices=["auto", "cpu", "cuda"],
+                   help="the end-to-end runs' actor.device (default auto: the learner's)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
     names = {f.name for f in dataclasses.fields(BenchConfig)}

@@ -172,7 +172,7 @@ class AsyncLoop:
                         step = lim.steps
                         due = self.t._update_once(step, self.t.beta(step)) or due
                         if due and self._weights is None:  # else the actor has not taken it
-                            weights, due = lr.weights(), False
+                            weights, due = lr.weights(self.t.p.actor.device), False
                             with self._weights_lock:
                                 self._weights = weights
                     except BaseException as exc:  # recorded before the lock is released

@@ -164,8 +164,12 @@ class ActorConfig:
     eps_fraction: float = 0.1  # fraction of total env steps over which epsilon decays
     fixed_epsilons: tuple[float, ...] | None = None  # one fixed epsilon per env (Ape-X style)
     weight_sync_period: int = 1  # learner updates between refreshes of the actor's folded copy
+    # where the sync and async loops' actor runs its forward: cpu | cuda | auto (= the
+    # learner's device; on a GPU the weights then never leave it; docs/gpu.md)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        _one_of("actor.device", self.device, ("cpu", "cuda", "auto"))
         for k in ("eps_start", "eps_end"):
             _check(0.0 <= getattr(self, k) <= 1.0, f"actor.{k}", "in [0, 1]", getattr(self, k))
         _check(0.0 < self.eps_fraction <= 1.0, "actor.eps_fraction", "in (0, 1]",

@@ -259,11 +259,13 @@ class Learner:
         return grad_norm
 
     @torch.no_grad()
-    def weights(self) -> dict[str, Tensor]:
-        """The online network folded to plain layers (`fold_weight_norm`), as a CPU state
-        dict that shares no storage with the learner (`folded_state_dict` copies): what
-        `Actor.set_weights` loads."""
-        return {k: v.cpu() for k, v in folded_state_dict(self.online).items()}
+    def weights(self, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+        """The online network folded to plain layers (`fold_weight_norm`), as a state dict
+        on `device` (default the CPU: what checkpoints and other processes take) that
+        shares no storage with the learner (`folded_state_dict` copies): what
+        `Actor.set_weights` loads. An actor on the learner's GPU takes them there, with no
+        round trip through the host."""
+        return {k: v.to(device) for k, v in folded_state_dict(self.online).items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Online and target networks, optimizer state and the update counter."""

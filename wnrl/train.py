@@ -87,8 +87,9 @@ def build(cfg: Config) -> Parts:
     actor = Actor(env, net, cfg.actor, total_steps=cfg.train.total_steps,
                   clip_rewards=cfg.env.clip_rewards,
                   terminal_on_life_loss=cfg.env.terminal_on_life_loss, seed=cfg.seed,
-                  batch_stats=cfg.network.actor_batch_stats)
-    actor.set_weights(learner.weights())
+                  batch_stats=cfg.network.actor_batch_stats,
+                  device=learner.device if cfg.actor.device == "auto" else cfg.actor.device)
+    actor.set_weights(learner.weights(actor.device))
     return Parts(agent, env, replay, learner, actor)
 
 
@@ -142,7 +143,7 @@ class Trainer:
         x = torch.as_tensor(batch.obs, device=self.p.learner.device)
         data_dependent_init(self.p.learner.online, x)
         self.p.learner.sync_target()
-        self.p.actor.set_weights(self.p.learner.weights())
+        self.p.actor.set_weights(self.p.learner.weights(self.p.actor.device))
         self.initialized = True
         self.log.message(f"data-dependent init on {len(x)} replay observations")
 
@@ -163,7 +164,7 @@ class Trainer:
         beta = self.beta(step)
         while lr.num_updates < due:
             if self._update_once(step, beta):
-                self.p.actor.set_weights(lr.weights())
+                self.p.actor.set_weights(lr.weights(self.p.actor.device))
 
     def _update_once(self, step: int, beta: float) -> bool:
         """One learner update on a replay batch; True when the actor's weights are due."""
@@ -314,7 +315,7 @@ class Trainer:
         self.update_base = tuple(state["update_base"])
         torch.set_rng_state(state["torch_rng"])
         self.p.actor.reset_envs(self.reset_seed(step))
-        self.p.actor.set_weights(self.p.learner.weights())
+        self.p.actor.set_weights(self.p.learner.weights(self.p.actor.device))
         if not self.cfg.train.exact_resume:
             notes.append(f"resumed at env step {step}: the emulator state cannot be saved, so "
                          f"new games start here (the games in progress at the checkpoint "

@@ -26,6 +26,7 @@ class BenchConfig:
     compile: str = "auto"  # learner mode of the bound and end-to-end runs: LearnerConfig's
     precision: str = "fp32"  # defaults; --precision auto gives the Pong recipe's mode
     cuda_graph: str = "false"  # of the bound and end-to-end runs (LearnerConfig's)
+    actor_device: str = "auto"  # end-to-end runs' actor (ActorConfig.device)
     modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
     sections: tuple[str, ...] = ()  # measurements to take (benchmark.SECTIONS); () = all
 

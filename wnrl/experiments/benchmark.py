@@ -199,7 +199,7 @@ def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
                               target_update_period=bc.target_update_period,
                               compile=bc.compile, precision=bc.precision,
                               cuda_graph=bc.cuda_graph),
-        actor=ActorConfig(eps_start=0.01, eps_end=0.01),
+        actor=ActorConfig(eps_start=0.01, eps_end=0.01, device=bc.actor_device),
         train=TrainConfig(total_steps=bc.learning_starts + bc.measure_steps + 10 * bc.num_envs,
                           learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
                           eval_period=0, noise_period=0, checkpoint_period=10**9,
