@@ -126,25 +126,30 @@ def test_updates_match_cpu(device: str, norm: str, fp32: None) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("norm", NORMS)
-def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, fp32: None,
+@pytest.mark.parametrize("norm, precision, compile_", [
+    *((n, p, "false") for n in NORMS for p in ("fp32", "bf16")),
+    ("weight", "fp32", "true"), ("weight", "bf16", "true")])  # compiling takes ~20 s each
+def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, compile_: str, fp32: None,
                                          tmp_path: Path) -> None:
-    """The CUDA-graphed update against the plain one on the same GPU: the same metrics and
-    weights through a target sync (the capture's warm-up updates leave no trace), a
-    different batch in the same graph, and a checkpoint loaded mid-way (new optimizer
-    state tensors: captured again)."""
+    """The CUDA-graphed update (eager, or compiled and then captured) against the plain
+    eager one on the same GPU: the same metrics and weights through a target sync (the
+    capture's warm-up updates leave no trace), a different batch in the same graph, and a
+    checkpoint loaded mid-way (new optimizer state tensors: captured again)."""
     net = initialized_net(norm)
     plain = Learner(copy.deepcopy(net), learner_cfg(precision=precision), device="cuda")
-    graphed = Learner(copy.deepcopy(net), learner_cfg(precision=precision, cuda_graph="true"),
-                      device="cuda")
+    graphed = Learner(copy.deepcopy(net), learner_cfg(precision=precision, cuda_graph="true",
+                                                      compile=compile_), device="cuda")
     assert graphed.graphed and graphed.mode.endswith("graph")
-    tol = dict(rtol=RTOL, atol=ATOL) if precision == "fp32" else dict(rtol=1e-3, atol=1e-4)
+    # bf16: the same kernels give the same roundings (eager); compiled kernels fuse and
+    # round in another order (seen on an H200: mean Q 1.3% apart after one update), so
+    # there the bf16 tolerance of test_default_mode_on_device_tracks_eager_fp32
+    tol = (dict(rtol=RTOL, atol=ATOL) if precision == "fp32"
+           else dict(rtol=1e-3, atol=1e-4) if compile_ == "false" else dict(rtol=0.05, atol=2e-3))
     for k in range(3):  # syncs after update 2
         batch = atari_batch(seed=k)
         a, b = plain.update(batch), graphed.update(batch)
         for key, v in a.scalars().items():
-            assert b.scalars()[key] == pytest.approx(v, rel=tol["rtol"], abs=1e-5), key
+            assert b.scalars()[key] == pytest.approx(v, rel=tol["rtol"], abs=tol["atol"]), key
     assert_states_close(plain.online, graphed.online, **tol)
     assert_states_close(plain.target, graphed.target, **tol)
     state = plain.state_dict()
@@ -153,7 +158,7 @@ def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, fp32: None,
     for k in range(3, 5):
         batch = atari_batch(seed=k)
         a, b = plain.update(batch), graphed.update(batch)
-        assert b.loss == pytest.approx(a.loss, rel=tol["rtol"], abs=1e-5)
+        assert b.loss == pytest.approx(a.loss, rel=tol["rtol"], abs=tol["atol"])
     assert_states_close(plain.online, graphed.online, **tol)
     assert graphed.num_updates == plain.num_updates == 5
 

@@ -8,7 +8,7 @@ a test keeps the two identical.
 
     Actor:   step() -> (Transition, [Episode]); set_weights(weights); env_steps; epsilon
     Replay:  add(Transition); sample(B, beta) -> Batch; update_priorities(index, priority)
-    Learner: update(Batch) -> UpdateMetrics; weights() -> folded state dict; num_updates
+    Learner: update(Batch) -> UpdateMetrics; weights(device) -> folded state dict; num_updates
     Saveable: state_dict() -> dict; load_state_dict(dict)   (all three are Saveable)
 """
 
@@ -18,6 +18,7 @@ import inspect
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from wnrl.core.types import Batch, Episode, Transition, UpdateMetrics
@@ -37,6 +38,7 @@ class Actor(Saveable, Protocol):
     """Acts in its envs with the latest weights it was given; emits rows for the replay."""
 
     env_steps: int  # single-env steps taken so far (N per vector step)
+    device: torch.device  # where it acts: Learner.weights(device) hands the weights there
 
     @property
     def epsilon(self) -> float: ...  # exploration rate now (mean over envs), for logs
@@ -66,7 +68,7 @@ class Learner(Saveable, Protocol):
 
     def update(self, batch: Batch) -> UpdateMetrics: ...
 
-    def weights(self) -> dict[str, Tensor]: ...  # the online net folded, CPU tensors
+    def weights(self, device: str | torch.device = "cpu") -> dict[str, Tensor]: ...  # folded
 
 
 PROTOCOLS: tuple[type, ...] = (Actor, Replay, Learner, Saveable)
