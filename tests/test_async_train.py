@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from wnrl import async_train
 from wnrl import checkpoint as ckpt
-from wnrl.async_train import AsyncLoop, LockedReplay
 from wnrl.config import load_config
 from wnrl.logger import RunLogger
-from wnrl.train import Trainer, build
+from wnrl.training import Trainer, build
+from wnrl.training import async_loop as async_train
+from wnrl.training.async_loop import AsyncLoop, LockedReplay
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cartpole_dqn.yaml"
 RATIO, TOL, STARTS = 0.5, 0.1, 400
@@ -42,7 +42,7 @@ class StopAfter:
 
     @property
     def requested(self) -> int | None:
-        return 2 if self.trainer.p.actor.env_steps >= self.steps else None
+        return 2 if self.trainer.parts.actor.env_steps >= self.steps else None
 
 
 class StopWhen:
@@ -73,13 +73,13 @@ def slow(obj: object, name: str, seconds: float) -> None:
 def test_ratio_held_within_tolerance(tmp_path: Path, slow_side: str) -> None:
     trainer = make_trainer(tmp_path)
     if slow_side == "learner":
-        slow(trainer.p.learner, "update", 0.004)
+        slow(trainer.parts.learner, "update", 0.004)
     else:
-        slow(trainer.p.env, "step", 0.004)
+        slow(trainer.parts.env, "step", 0.004)
     loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
     step = loop.run()
     assert step == 1600
-    n = trainer.p.actor.num_envs
+    n = trainer.parts.actor.num_envs
     checked = 0
     for steps, updates in loop.history:
         target = max(0.0, steps * RATIO)
@@ -90,13 +90,13 @@ def test_ratio_held_within_tolerance(tmp_path: Path, slow_side: str) -> None:
     assert checked > 100
     # at the natural end the learner catches up: floor((steps - start) * ratio) updates, one
     # fewer than sync mode, which also updates at the learning start itself (test_train)
-    assert trainer.p.learner.num_updates == int((1600 - STARTS) * RATIO)
-    assert not isinstance(trainer.p.replay, LockedReplay)  # the plain replay is put back
+    assert trainer.parts.learner.num_updates == int((1600 - STARTS) * RATIO)
+    assert not isinstance(trainer.parts.replay, LockedReplay)  # the plain replay is put back
 
 
 def test_slow_learner_throttles_actor(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path)
-    slow(trainer.p.learner, "update", 0.004)
+    slow(trainer.parts.learner, "update", 0.004)
     loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
     t0 = time.perf_counter()
     loop.run()
@@ -110,12 +110,12 @@ def test_stop_request_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert code == 130
     path, state = ckpt.load_latest_valid(tmp_path)
     assert 1000 <= state["env_steps"] < 1600
-    assert state["learner"]["num_updates"] == trainer.p.learner.num_updates > 0
+    assert state["learner"]["num_updates"] == trainer.parts.learner.num_updates > 0
     resumed = make_trainer(tmp_path / "again")
     resumed.restore(state, str(path))
-    assert resumed.p.learner.num_updates == state["learner"]["num_updates"]
+    assert resumed.parts.learner.num_updates == state["learner"]["num_updates"]
     assert resumed.run(StopAfter(resumed, 10**9)) == 0
-    assert resumed.p.actor.env_steps == 1600
+    assert resumed.parts.actor.env_steps == 1600
 
 
 def test_periodic_checkpoints_while_learning(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_learner_error_reaches_main_thread(tmp_path: Path) -> None:
     def broken(batch: object) -> object:
         raise FloatingPointError("learner failed")
 
-    trainer.p.learner.update = broken  # type: ignore[method-assign]
+    trainer.parts.learner.update = broken  # type: ignore[method-assign]
     with pytest.raises(FloatingPointError, match="learner failed"):
         AsyncLoop(trainer, StopAfter(trainer, 10**9)).run()
 
@@ -141,7 +141,7 @@ def test_learner_error_reaches_main_thread(tmp_path: Path) -> None:
 def test_stop_return_ends_the_run(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, "train.stop_return=-1000", "train.stop_window=1")
     assert trainer.run(StopAfter(trainer, 10**9)) == 0
-    assert trainer.p.actor.env_steps < 1600 and len(trainer.recent_returns) == 1
+    assert trainer.parts.actor.env_steps < 1600 and len(trainer.recent_returns) == 1
 
 
 def test_ratio_is_held_at_the_target_on_average(tmp_path: Path) -> None:
@@ -149,10 +149,10 @@ def test_ratio_is_held_at_the_target_on_average(tmp_path: Path) -> None:
     60 updates short at 1600 steps): the actor is never more than a fixed number of vector
     steps ahead, so the shortfall stays constant and the ratio converges to the target."""
     trainer = make_trainer(tmp_path)
-    slow(trainer.p.learner, "update", 0.004)
+    slow(trainer.parts.learner, "update", 0.004)
     loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
     loop.run()
-    n = trainer.p.actor.num_envs
+    n = trainer.parts.actor.num_envs
     bound = (async_train.AHEAD_VECTOR_STEPS + 2) * n * RATIO + 1
     late = [(s * RATIO - u, u / (s * RATIO)) for s, u in loop.history if s >= 800 - STARTS]
     assert len(late) > 100 and max(short for short, _ in late) <= bound
@@ -163,8 +163,8 @@ def test_signal_during_the_catch_up_checkpoints_at_once(tmp_path: Path, capsys) 
     """A signal in the end-of-run catch-up (here: as the actor's last step is taken) stops
     it at once; the report and the checkpoint say what is owed, and a resume does it."""
     trainer = make_trainer(tmp_path, "replay.save_in_checkpoint=true")
-    slow(trainer.p.learner, "update", 0.03)
-    assert trainer.run(StopWhen(lambda: trainer.p.actor.env_steps >= 1600)) == 130
+    slow(trainer.parts.learner, "update", 0.03)
+    assert trainer.run(StopWhen(lambda: trainer.parts.actor.env_steps >= 1600)) == 130
     out = capsys.readouterr().out
     owed = trainer.owed_updates
     assert owed > 0 and f"during the end-of-run catch-up, {owed} learner updates owed" in out
@@ -174,7 +174,7 @@ def test_signal_during_the_catch_up_checkpoints_at_once(tmp_path: Path, capsys) 
     resumed = make_trainer(tmp_path / "again", "replay.save_in_checkpoint=true")
     resumed.restore(state, str(path))
     assert resumed.run(StopAfter(resumed, 10**9)) == 0
-    assert resumed.p.learner.num_updates == int((1600 - STARTS) * RATIO)
+    assert resumed.parts.learner.num_updates == int((1600 - STARTS) * RATIO)
     assert "done: 1600 env steps, 600 updates" in capsys.readouterr().out
 
 
@@ -185,16 +185,16 @@ def test_catch_up_logs_progress_and_a_finished_run_is_reported_finished(
     the catch-up ends) does not turn the finished run into a 'stopped, resume with' one."""
     monkeypatch.setattr(async_train, "DRAIN_LOG_S", 0.05, raising=False)
     trainer = make_trainer(tmp_path, "train.async_tolerance=0.9")
-    update = trainer.p.learner.update
+    update = trainer.parts.learner.update
 
     def slow_late(batch: object) -> object:
-        if trainer.p.actor.env_steps >= 1400:
+        if trainer.parts.actor.env_steps >= 1400:
             time.sleep(0.02)
         return update(batch)
 
-    trainer.p.learner.update = slow_late  # type: ignore[method-assign]
+    trainer.parts.learner.update = slow_late  # type: ignore[method-assign]
     due = int((1600 - STARTS) * RATIO)
-    stop = StopWhen(lambda: trainer.p.learner.num_updates >= due)
+    stop = StopWhen(lambda: trainer.parts.learner.num_updates >= due)
     assert trainer.run(stop) == 0
     out = capsys.readouterr().out
     assert "end of run: the learner catches up" in out and "catch-up: " in out
@@ -210,7 +210,7 @@ def test_when_both_threads_fail_the_learners_error_is_kept(tmp_path: Path) -> No
         go.wait(10)
         raise FloatingPointError("learner failed")
 
-    real_step = trainer.p.env.step
+    real_step = trainer.parts.env.step
 
     def env_step(actions: object) -> object:
         if entered.is_set():  # the learner is inside its (failing) update
@@ -218,8 +218,8 @@ def test_when_both_threads_fail_the_learners_error_is_kept(tmp_path: Path) -> No
             raise RuntimeError("emulator died")
         return real_step(actions)
 
-    trainer.p.learner.update = broken  # type: ignore[method-assign]
-    trainer.p.env.step = env_step  # type: ignore[method-assign]
+    trainer.parts.learner.update = broken  # type: ignore[method-assign]
+    trainer.parts.env.step = env_step  # type: ignore[method-assign]
     with pytest.raises(FloatingPointError, match="learner failed") as info:
         AsyncLoop(trainer, StopAfter(trainer, 10**9)).run()
     assert any("actor thread failed too: EnvError" in n and "emulator died" in n

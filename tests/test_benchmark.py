@@ -79,7 +79,7 @@ def test_learners_and_actor_nets_live_on_the_chosen_device() -> None:
     cfg = e2e_config(BenchConfig.quick(device=dev), "async", "/tmp")
     assert cfg.learner.device == dev and cfg.train.mode == "async"
     assert cfg.learner.batch_size == 32 and cfg.train.updates_per_step == 0.25
-    from wnrl.train import build
+    from wnrl.training import build
 
     parts = build(dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, capacity=1000)))
     assert {p.device.type for p in parts.learner.online.parameters()} == {dev}

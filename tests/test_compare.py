@@ -23,10 +23,10 @@ from wnrl.experiments.study_games import (
     mean_difference,
     normalize,
     plan_study,
-    prob_greater,
     probability_of_improvement,
     stratified_iqm,
 )
+from wnrl.stats import prob_greater
 
 ROOT = Path(__file__).resolve().parents[1]
 

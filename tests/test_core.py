@@ -10,10 +10,10 @@ import pytest
 
 from wnrl import core
 from wnrl.actor import Actor
-from wnrl.async_train import LockedReplay
 from wnrl.core.interfaces import PROTOCOLS, describe, members
 from wnrl.learner import Learner
 from wnrl.replay import ReplayBuffer
+from wnrl.training.async_loop import LockedReplay
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
 

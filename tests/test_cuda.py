@@ -20,7 +20,6 @@ from torch import nn
 
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
-from wnrl.async_train import AsyncLoop
 from wnrl.config import ActorConfig, LearnerConfig, load_config
 from wnrl.learner import Learner
 from wnrl.logger import RunLogger
@@ -28,7 +27,8 @@ from wnrl.networks import make_q_network
 from wnrl.nn import data_dependent_init, fold_weight_norm, is_weight_normalized
 from wnrl.recipe import NORMS
 from wnrl.replay import Batch
-from wnrl.train import Trainer, build
+from wnrl.training import Trainer, build
+from wnrl.training.async_loop import AsyncLoop
 
 OBS, NUM_ACTIONS = (4, 84, 84), 6
 CARTPOLE_WN = Path(__file__).resolve().parents[1] / "configs" / "cartpole_wn_dqn.yaml"
@@ -287,8 +287,8 @@ def test_async_on_device_holds_the_ratio(device: str, tmp_path: Path) -> None:
     t = trainer(device, tmp_path / "dev")
     loop = AsyncLoop(t, _StopNever())
     assert loop.run() == total
-    assert t.initialized and on_device(t.p.learner.online, device)
-    n, checked = t.p.actor.num_envs, 0
+    assert t.initialized and on_device(t.parts.learner.online, device)
+    n, checked = t.parts.actor.num_envs, 0
     for steps, updates in loop.history:
         target = max(0.0, steps * ratio)
         assert updates <= target  # the learner never runs ahead
@@ -296,11 +296,11 @@ def test_async_on_device_holds_the_ratio(device: str, tmp_path: Path) -> None:
             assert target - updates <= tol * target + n * ratio + 1
             checked += 1
     assert checked > 100
-    assert t.p.learner.num_updates == int((total - starts) * ratio)
+    assert t.parts.learner.num_updates == int((total - starts) * ratio)
     path = t.save_checkpoint(total)  # written from the device; restored on the CPU
     t.log.close()
     cpu = trainer("cpu", tmp_path / "cpu")
     cpu.restore(ckpt.load(path), str(path))
     cpu.log.close()
-    assert cpu.p.learner.num_updates == t.p.learner.num_updates
-    assert_states_close(t.p.learner.online, cpu.p.learner.online, rtol=0, atol=0)
+    assert cpu.parts.learner.num_updates == t.parts.learner.num_updates
+    assert_states_close(t.parts.learner.online, cpu.parts.learner.online, rtol=0, atol=0)

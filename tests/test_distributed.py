@@ -66,7 +66,7 @@ def local_ray(ray_env):
 
 
 def _trainer(cfg) -> ApexTrainer:
-    """What `wnrl.runner.start_run` does, keeping the trainer for inspection."""
+    """What `wnrl.training.runner.start_run` does, keeping the trainer for inspection."""
     parts, trainer_cls = build_apex(cfg)
     run_dir, lock = create_run_dir(cfg)
     trainer = trainer_cls(cfg, run_dir, parts)
@@ -142,16 +142,16 @@ def test_two_workers_feed_the_learner_and_write_a_normal_run(local_ray, tmp_path
     d = cfg.distributed
     drained = d.num_actors * d.max_chunks_in_flight * d.chunk_steps * cfg.env.num_envs
     low = (want - drained * 0.25) * (1 - 0.1) - 2
-    assert low <= trainer.p.learner.num_updates <= want * (1 + 0.1) + 2
+    assert low <= trainer.parts.learner.num_updates <= want * (1 + 0.1) + 2
     cfg_saved, net, state = load_policy(tmp_path / "apex")  # what scripts/evaluate.py reads
     assert cfg_saved.distributed.enabled and state["env_steps"] == steps
-    assert state["learner"]["num_updates"] == trainer.p.learner.num_updates
+    assert state["learner"]["num_updates"] == trainer.parts.learner.num_updates
     # --resume through the CLI continues the same run directory on the same Ray
     code = train_main(["--resume", str(tmp_path / "apex"), "train.total_steps=2600"])
     assert code == 0
     latest = ckpt.load(tmp_path / "apex")
     assert latest["env_steps"] >= 2600 and latest["env_steps"] > steps
-    assert latest["learner"]["num_updates"] > trainer.p.learner.num_updates
+    assert latest["learner"]["num_updates"] > trainer.parts.learner.num_updates
 
 
 def test_killed_worker_is_restarted_and_training_continues(local_ray, tmp_path):
@@ -163,7 +163,7 @@ def test_killed_worker_is_restarted_and_training_continues(local_ray, tmp_path):
 
     def kill_when_learning() -> None:
         deadline = time.monotonic() + 120
-        while trainer.p.learner.num_updates < 20 and time.monotonic() < deadline:
+        while trainer.parts.learner.num_updates < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
         killed_at.append(w.env_steps)
         ray.kill(w.handle, no_restart=False)
@@ -175,7 +175,7 @@ def test_killed_worker_is_restarted_and_training_continues(local_ray, tmp_path):
     assert killed_at and killed_at[0] < 2400
     assert w.restarts == 1 and w.env_steps >= 2400 > killed_at[0]  # the only worker came back
     assert trainer.replay.stats()[0]["restarts_seen"] == [1]
-    assert trainer.p.learner.num_updates >= 0.9 * (trainer.pool.env_steps - 400) * 0.25 - 2
+    assert trainer.parts.learner.num_updates >= 0.9 * (trainer.pool.env_steps - 400) * 0.25 - 2
 
 
 def test_the_learner_samples_while_a_worker_is_still_collecting(local_ray, tmp_path):
@@ -256,7 +256,7 @@ def test_workers_are_placed_on_both_nodes_of_a_cluster(ray_env, tmp_path):
         used = {r["node_id"] for r in trainer.worker_report()}
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(used) == 2 and used <= alive
-        assert trainer.p.learner.num_updates > 0
+        assert trainer.parts.learner.num_updates > 0
     finally:
         ray.shutdown()
         nodes.shutdown()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wnrl.runner import start_run
+from wnrl.training.runner import start_run
 
 from .test_train import _scalars
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wnrl.rundir import LOCK_NAME, RunLock, RunLockedError
-from wnrl.runner import resume_run, start_run
+from wnrl.training.runner import resume_run, start_run
 
 CONFIG = str(Path(__file__).parents[1] / "configs" / "cartpole_dqn.yaml")
 

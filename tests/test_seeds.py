@@ -9,8 +9,8 @@ import pytest
 
 from wnrl.envs import VecEnv
 from wnrl.evaluate import evaluate_checkpoint
-from wnrl.runner import start_run
 from wnrl.seeds import EVAL_SEED_BASE, MAX_ENVS, evaluation_seeds
+from wnrl.training.runner import start_run
 
 ROOT = Path(__file__).parent.parent
 

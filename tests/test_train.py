@@ -13,9 +13,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from wnrl import checkpoint as ckpt
 from wnrl.config import load_config
 from wnrl.replay import VALID, ReplayBuffer
-from wnrl.runner import resume_run, start_run
 from wnrl.signals import StopFlag
-from wnrl.train import Trainer, build
+from wnrl.training import Trainer, build
+from wnrl.training.loops import sync_loop
+from wnrl.training.runner import resume_run, start_run
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -98,15 +99,15 @@ def test_checkpoints_cut_games_only_for_exact_resume(tmp_path: Path, exact: bool
                                       "actor.eps_end": 0.0})
     lengths: list[int] = []
     t.record_episodes = lambda eps, step: lengths.extend(e.length for e in eps)  # type: ignore
-    assert t.sync_loop(StopFlag()) == 2000
-    per_env_between_ckpts = 40 // t.p.env.num_envs
+    assert sync_loop(t, StopFlag()) == 2000
+    per_env_between_ckpts = 40 // t.parts.env.num_envs
     if exact:
         assert max(lengths) <= per_env_between_ckpts
     else:
         assert max(lengths) > 3 * per_env_between_ckpts
-        actor = t.p.actor
+        actor = t.parts.actor
         in_progress = int(actor._ep_length.sum())
-        pending_resets = int(np.asarray(t.p.env._done).sum())  # games over, reset step next
+        pending_resets = int(np.asarray(t.parts.env._done).sum())  # games over, reset step next
         assert sum(lengths) + len(lengths) - pending_resets + in_progress == actor.env_steps
     t.log.close()
 
@@ -225,7 +226,7 @@ def test_data_dependent_init_runs_before_learning(tmp_path: Path) -> None:
     while parts.actor.env_steps < cfg.train.learning_starts:
         parts.replay.add(parts.actor.step()[0])
     g_before = [m.g.clone() for m in parts.learner.online.modules() if hasattr(m, "g")]
-    trainer._learn(parts.actor.env_steps)
+    trainer.learn(parts.actor.env_steps)
     assert trainer.initialized
     g_after = [m.g for m in parts.learner.online.modules() if hasattr(m, "g")]
     assert any(not torch.equal(a, b) for a, b in zip(g_before, g_after))

@@ -45,7 +45,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         p.error("--resume and --force do not go together")
 
     def run() -> int:
-        from wnrl.runner import resume_run, start_run
+        from wnrl.training.runner import resume_run, start_run
 
         if args.resume:
             return resume_run(args.resume, args.overrides)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import trim_mean
 from torch import nn
 
 from wnrl import atomic
@@ -32,6 +31,7 @@ from wnrl.envs import human_normalized, make_env
 from wnrl.errors import one_line
 from wnrl.nn import folded_state_dict
 from wnrl.seeds import evaluation_seeds
+from wnrl.stats import iqm
 from wnrl.video import VideoResult, record_game, video_format
 
 
@@ -51,7 +51,7 @@ class EvalResult:
 
     @property
     def iqm(self) -> float:
-        return float(trim_mean(self.returns, 0.25))
+        return iqm(self.returns)
 
     @property
     def std(self) -> float:
@@ -115,8 +115,7 @@ def eval_num_envs(cfg: Config, episodes: int) -> int:
 
 def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
     """Rebuild the config and online Q-network stored in a checkpoint (file or run dir)."""
-    from wnrl.agents import get_agent
-    from wnrl.networks import make_q_network
+    from wnrl.training.parts import network_for
 
     state = ckpt.load(path)
     try:
@@ -126,9 +125,7 @@ def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
     except (KeyError, TypeError) as exc:
         raise ckpt.CheckpointError(f"checkpoint {path} lacks {exc} (not a training checkpoint)") \
             from None
-    agent = get_agent(cfg.agent)
-    net = make_q_network(tuple(sig["obs_shape"]), sig["num_actions"], norm=agent.norm,
-                         dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes)
+    net = network_for(cfg, tuple(sig["obs_shape"]), sig["num_actions"])
     try:
         net.load_state_dict(online)
     except RuntimeError as exc:

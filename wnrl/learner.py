@@ -25,14 +25,9 @@ network forwards run under bf16 autocast and return fp32 Q-values, so the
 weights, the optimizer state, the TD targets and loss, and the WN norm `||v||`
 (computed from the fp32 parameters outside any matmul) stay fp32.
 
-With `cfg.cuda_graph` (CUDA only) the whole update (loss, backward, optimizer step
-and the metrics vector) is captured once as a CUDA graph and replayed for every
-batch, which is copied into the graph's fixed input tensors first: a batch-32
-Nature-CNN update is a few hundred small kernels, so on a GPU its time is mostly
-launch overhead, which a replay pays once. The capture runs three warm-up updates
-on the first batch and then puts back the weights and optimizer state they changed,
-so a graphed learner takes exactly the steps an ungraphed one takes. Its optimizer
-keeps its step counters on the device (`capturable=True`).
+With `cfg.cuda_graph` (CUDA only) the whole update is captured once as a CUDA
+graph and replayed for every batch (`wnrl.cuda_graph`); the optimizer then keeps
+its step counters on the device (`capturable=True`).
 """
 
 from __future__ import annotations
@@ -52,6 +47,7 @@ from torch import Tensor, nn
 from wnrl.accel import resolve_compile, resolve_cuda_graph, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
+from wnrl.cuda_graph import GraphedUpdate
 from wnrl.losses import LossFn, TensorBatch, make_loss
 from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
 
@@ -148,7 +144,7 @@ class Learner:
         self.compiled, self.compile_note = resolve_compile(cfg.compile, self.device)
         self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device)
         self.optimizer = make_optimizer(self._params, cfg, self.compiled, self.graphed)
-        self._graph: _GraphedUpdate | None = None  # captured at the first graphed update
+        self._graph: GraphedUpdate | None = None  # captured at the first graphed update
         self._pin = self.device.type == "cuda"
         self._num_updates = 0
         self._loss_online, self._loss_target = self.online, self.target_net
@@ -213,7 +209,7 @@ class Learner:
         start = time.perf_counter()
         if self.graphed:
             if self._graph is None or not self._graph.fits(tb):
-                self._graph = _GraphedUpdate(self, tb)
+                self._graph = GraphedUpdate(self, tb)
             out = self._graph.replay(tb)
         else:
             self.optimizer.zero_grad(set_to_none=True)
@@ -295,66 +291,3 @@ class Learner:
                                                torch.float32)
         self._graph = None  # the optimizer state tensors are new: capture again
         self._num_updates = int(state["num_updates"])
-
-
-class _GraphedUpdate:
-    """`Learner._step` captured as one CUDA graph (see the module doc).
-
-    `replay(tb)` copies `tb` into the graph's input tensors (same shapes and dtypes:
-    `fits`) and replays the captured update; it returns the graph's output tensor,
-    float32[3 + B], overwritten by the next replay.
-    """
-
-    def __init__(self, learner: Learner, tb: TensorBatch) -> None:
-        self.learner = learner
-        self.inputs = TensorBatch(*(t.clone() for t in tb))
-        saved = self._snapshot()
-        opt = learner.optimizer
-        side = torch.cuda.Stream(learner.device)
-        side.wait_stream(torch.cuda.current_stream(learner.device))
-        with torch.cuda.stream(side):  # warm-up (and compile) outside the capture
-            for _ in range(3):
-                opt.zero_grad(set_to_none=True)
-                learner._step(self.inputs)
-        torch.cuda.current_stream(learner.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
-        # thread_local: an actor on another thread (async mode) keeps using the GPU
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.output = learner._step(self.inputs)
-        self._restore(saved)
-
-    def fits(self, tb: TensorBatch) -> bool:
-        return all(a.shape == b.shape and a.dtype == b.dtype
-                   for a, b in zip(self.inputs, tb, strict=True))
-
-    def replay(self, tb: TensorBatch) -> Tensor:
-        for dst, src in zip(self.inputs, tb, strict=True):
-            dst.copy_(src, non_blocking=True)
-        self.graph.replay()
-        return self.output
-
-    def _state_tensors(self) -> list[Tensor]:
-        """Every tensor an update changes in place: the online network's parameters and
-        buffers (BN statistics) and the optimizer's state."""
-        lr = self.learner
-        out = [*lr.online.parameters(), *lr.online.buffers()]
-        for st in lr.optimizer.state.values():
-            out += [v for v in st.values() if isinstance(v, Tensor)]
-        return out
-
-    @torch.no_grad()
-    def _snapshot(self) -> dict[int, tuple[Tensor, Tensor]]:
-        """id -> (tensor, copy); the tensor is kept so that its id stays its own."""
-        return {id(t): (t, t.clone()) for t in self._state_tensors()}
-
-    @torch.no_grad()
-    def _restore(self, saved: dict[int, tuple[Tensor, Tensor]]) -> None:
-        """Put back what the warm-up changed; optimizer state the warm-up created (a fresh
-        optimizer's first step makes it, all zeros) goes back to zeros."""
-        for t in self._state_tensors():
-            if id(t) in saved:
-                t.copy_(saved[id(t)][1])
-            else:
-                t.zero_()
-

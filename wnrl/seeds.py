@@ -4,10 +4,10 @@ An ALE env takes an int32 seed, and a vector env reset with seed s seeds env i
 with s + i. A training run with `seed` s seeds its envs s + i at the start,
 and its periodic evaluations s + 10000 + step + i. For any run seed and step
 count below about 2**30, all of these stay below `EVAL_SEED_BASE` = 2**30.
-Training seeds must stay in [0, 2**30). Two do not yet: the reseed after a
-checkpoint cut or a resume (`(s * 1000003 + step) % 2**31` in wnrl/train.py),
-and the distributed actors' hashed seeds. Each can fall in the evaluation
-range, with a chance of about 2**-27 per reseed.
+Training seeds stay in [0, 2**30): the reseed after a checkpoint cut or a
+resume is `(s * 1000003 + step) % EVAL_SEED_BASE`
+(`wnrl.training.checkpointer.reset_seed`), and the distributed actors' hashed
+seeds are wrapped below `EVAL_SEED_BASE - 2**16` (`wnrl.distributed.workers`).
 
 `scripts/evaluate.py --seed k` uses `evaluation_seeds(k)`. It is a separate
 stream: `numpy.random.SeedSequence(k, spawn_key=(EVAL_STREAM,))`. Its first word

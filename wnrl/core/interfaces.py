@@ -1,6 +1,6 @@
 """The interfaces that connect wnrl's parts, as `typing.Protocol`s.
 
-The training loops (`wnrl.train`, `wnrl.async_train`, `wnrl.distributed.apex`) wire
+The training loops (`wnrl.training.loops`, `wnrl.distributed.apex`) wire
 an actor, a replay and a learner through these methods only; any object with them
 plugs in (the single-machine `Actor`, a pool of Ray workers, a locked or sharded
 replay, ...). docs/ARCHITECTURE.md prints them as `describe()` renders them, and

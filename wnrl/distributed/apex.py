@@ -4,9 +4,10 @@
     shards --prefetched parts of each batch, drawn by priority--> learner (this process)
     learner --priorities--> shards;  learner --folded weights, every K updates--> workers
 
-`build_apex(cfg)` connects to Ray, checks the cluster and makes the parts;
-`ApexTrainer` is `wnrl.train.Trainer` with a different `run`: checkpoints,
-restore, data-dependent init, evaluation and logging are the Trainer's own, so the
+`build_apex(cfg)` connects to Ray, checks the cluster and makes the parts
+(`ApexParts`); `ApexTrainer` is `wnrl.training.trainer.Trainer` with its own loop
+(`run`) and a checkpoint that drains the workers first: restore, data-dependent init,
+updates, evaluation and logging are the Trainer's own, so the
 run directory, TensorBoard tags and checkpoint payload are those of single-machine
 training (`scripts/evaluate.py` reads them unchanged). Extra tags:
 `actors/<i>/episode_return`, `actors/<i>/env_steps_per_s`, `perf/replay_ratio`.
@@ -33,9 +34,9 @@ import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from wnrl.actor import Episode
 from wnrl.agents import get_agent
 from wnrl.config import Config, ConfigError
+from wnrl.core.types import Episode
 from wnrl.distributed import cluster
 from wnrl.distributed.pool import ActorPool, DistributedError, ShardedReplay
 from wnrl.distributed.shard import ReplayShard
@@ -43,10 +44,11 @@ from wnrl.distributed.workers import ActorWorker
 from wnrl.envs import make_env
 from wnrl.learner import Learner
 from wnrl.losses import make_loss
-from wnrl.networks import make_q_network
 from wnrl.rate_limiter import RateLimiter
+from wnrl.recipe import AgentRecipe
 from wnrl.signals import StopFlag
-from wnrl.train import Parts, Trainer, seed_everything
+from wnrl.training.parts import network_for, seed_everything
+from wnrl.training.trainer import Trainer
 
 MAX_UPDATES_PER_POLL = 8  # learner updates between two looks at the workers' chunks
 
@@ -74,14 +76,36 @@ def _env_spec(cfg: Config) -> EnvSpec:
     return spec
 
 
-def build_apex(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], ApexTrainer]]:
+class WorkerStreams:
+    """`EpisodeStreams` of Ape-X: the workers play on through a checkpoint (nothing to cut
+    or save), and a resumed run's fresh workers close the saved streams in the shards
+    themselves (a new incarnation ends the old one's episodes)."""
+
+    def at_save(self, step: int) -> None:
+        return None
+
+    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
+        return None
+
+
+@dataclass
+class ApexParts:
+    """An Ape-X run: the workers' env shape, the sharded replay, the learner, the pool."""
+
+    agent: AgentRecipe
+    env: EnvSpec
+    replay: ShardedReplay
+    learner: Learner
+    actor: ActorPool
+    streams: WorkerStreams
+
+
+def build_apex(cfg: Config) -> tuple[ApexParts, Callable[[Config, Path, ApexParts], ApexTrainer]]:
     """Connect to Ray, check resources, start shards and workers; (parts, trainer class)."""
     seed_everything(cfg.seed)
     agent = get_agent(cfg.agent)
     spec = _env_spec(cfg)
-    net = make_q_network(spec.obs_shape, spec.num_actions, norm=agent.norm,
-                         dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes,
-                         channels_last=cfg.network.channels_last)
+    net = network_for(cfg, spec.obs_shape, spec.num_actions)
     owned = cluster.connect(cfg)
     try:
         cluster.check_resources(cfg)
@@ -103,18 +127,15 @@ def build_apex(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Apex
         cluster.shutdown(owned)
         raise
     replay = ShardedReplay(shards, d.call_timeout_s, cfg.learner.batch_size, seed=cfg.seed)
-    return Parts(agent, spec, replay, learner, pool), ApexTrainer  # type: ignore[arg-type]
+    return ApexParts(agent, spec, replay, learner, pool, WorkerStreams()), ApexTrainer
 
 
 class ApexTrainer(Trainer):
     """`Trainer` whose loop drives the Ray workers and shards (see module doc)."""
 
-    pool: ActorPool
-    replay: ShardedReplay
-
-    def __init__(self, cfg: Config, run_dir: Path, parts: Parts) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, parts: ApexParts) -> None:
         super().__init__(cfg, run_dir, parts)
-        self.pool, self.replay = parts.actor, parts.replay  # type: ignore[assignment]
+        self.pool, self.replay = parts.actor, parts.replay
         self._rate_mark: tuple[float, list[int]] = (time.perf_counter(), [])
 
     def run(self, stop: StopFlag) -> int:
@@ -128,11 +149,6 @@ class ApexTrainer(Trainer):
         finally:
             self.pool.shutdown()
             cluster.shutdown(self.pool.owns_ray)
-
-    def open_streams(self) -> None:
-        """Nothing to save: a resumed run's fresh workers close their saved streams in the
-        shards themselves (a new incarnation ends the old one's episodes)."""
-        return None
 
     def _limiter(self) -> RateLimiter:
         """The replay-ratio rule; the band is capped at twice what the workers can have in
@@ -150,7 +166,7 @@ class ApexTrainer(Trainer):
         step = pool.env_steps
         while (step < cfg.train.total_steps and stop.requested is None
                and not self.reached_stop_return()):
-            updates = self.p.learner.num_updates - base_updates
+            updates = self.parts.learner.num_updates - base_updates
             pool.refill(lambda n, u=updates: limiter.can_act(
                 pool.env_steps + pool.steps_in_flight, u, n))
             may_learn = limiter.can_update(step, updates)
@@ -160,11 +176,11 @@ class ApexTrainer(Trainer):
                 self._learn_some(step, limiter, base_updates)
             if step >= self.next_log:
                 self._log_actor_rates(step)
-            self._periodic(step)
+            self.periodic(step)
         per_worker = ", ".join(str(w.env_steps) for w in pool.workers)
         restarts = sum(w.restarts for w in pool.workers)
         self.log.message(f"actor workers: {per_worker} env steps, {restarts} restarts")
-        return self._finish(step, stop)
+        return self.finish(step, stop)
 
     def _record(self, reports: list[dict[str, Any]]) -> None:
         """Log the episodes that stored chunks finished."""
@@ -184,13 +200,13 @@ class ApexTrainer(Trainer):
     def _learn_some(self, step: int, limiter: RateLimiter, base_updates: int) -> None:
         """Up to MAX_UPDATES_PER_POLL updates the replay ratio allows at `step`."""
         if not self.initialized:
-            self._initialize()
+            self.initialize()
         beta = self.beta(step)
         for _ in range(MAX_UPDATES_PER_POLL):
-            if not limiter.can_update(step, self.p.learner.num_updates - base_updates):
+            if not limiter.can_update(step, self.parts.learner.num_updates - base_updates):
                 break
-            if self._update_once(step, beta):  # Trainer's: sample, update, priorities
-                self.pool.set_weights(self.p.learner.weights())
+            if self.update_once(step, beta):  # Trainer's: sample, update, priorities
+                self.sync_weights()
 
     def _log_actor_rates(self, step: int) -> None:
         now, steps = time.perf_counter(), [w.env_steps for w in self.pool.workers]
@@ -202,7 +218,8 @@ class ApexTrainer(Trainer):
         base_step, base_updates = self.update_base
         if step > base_step:  # updates per env step since learning started (as async logs it)
             self.log.scalar("perf/replay_ratio",
-                            (self.p.learner.num_updates - base_updates) / (step - base_step), step)
+                            (self.parts.learner.num_updates - base_updates) / (step - base_step),
+                            step)
 
     def worker_report(self) -> list[dict[str, Any]]:
         """Per worker: epsilon, env steps stored, episodes, restarts, node (for tests/notes)."""

@@ -1,9 +1,9 @@
 """Driver-side handles: the actor-worker pool and the sharded replay.
 
-Both present the single-machine interfaces to `wnrl.train.Trainer`, so its
-checkpoint, restore, init and logging code runs unchanged in the distributed loop:
-`ActorPool` is the actor (`set_weights`, `epsilon`, `env_steps`, `cut_episodes`,
-`state_dict`) and `ShardedReplay` is the replay (`sample`, `update_priorities`,
+Both present what `wnrl.training.trainer.Trainer` uses of an actor and a replay, so
+its checkpoint, restore, init and logging code runs unchanged in the distributed loop:
+`ActorPool` is the actor side (`set_weights`, `device`, `epsilon`, `env_steps`,
+`state_dict`) and `ShardedReplay` the sampler side (`sample`, `update_priorities`,
 `state_dict`). Data never passes through the driver: each worker pushes its chunks
 to its shard itself (`ActorWorker.push`), so the shard runs the learner's `sample`
 and `update_priorities` calls between chunks that are stored, never behind a chunk
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 from ray.exceptions import (
     ActorUnavailableError,
     GetTimeoutError,
@@ -33,7 +34,7 @@ from ray.exceptions import (
 
 from wnrl.config import Config, ConfigError
 from wnrl.distributed.sampling import Draw, merge, split
-from wnrl.replay import Batch, Transition
+from wnrl.replay import Batch
 from wnrl.schedules import apex_epsilons
 
 MAX_CONSECUTIVE_FAILURES = 5  # a worker that dies this often without delivering is dropped
@@ -90,6 +91,7 @@ class ActorPool:
         self._weights_ref: Any = None
         self._version = -1
         self.owns_ray = False  # set by build_apex: shut Ray down at the end
+        self.device = torch.device("cpu")  # weights reach the workers from the host
 
     # ---- the Actor interface used by Trainer ----------------------------------------
     @property
@@ -103,18 +105,8 @@ class ActorPool:
         self._weights_ref = ray.put(weights)
         self._version += 1
 
-    def cut_episodes(self, seed: int | None = None) -> Transition:
-        """Workers never pause for a checkpoint: nothing is cut here (zero rows). A resumed
-        run's fresh workers close the saved streams in the shards instead."""
-        z = np.zeros(0)
-        return Transition(z, z.astype(np.int64), z.astype(np.float32), *(z.astype(bool),) * 3)
-
-    def reset_envs(self, seed: int | None = None) -> None:
-        """Workers start new games on their own after a restore: nothing to do."""
-
     def state_dict(self) -> dict[str, Any]:
-        rng = np.random.default_rng(self.cfg.seed).bit_generator.state
-        return {"env_steps": self.env_steps, "num_episodes": self.num_episodes, "rng": rng,
+        return {"env_steps": self.env_steps, "num_episodes": self.num_episodes,
                 "worker_env_steps": [w.env_steps for w in self.workers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -277,11 +269,6 @@ class ShardedReplay:
                 self.shards[j].update_priorities.remote(ids[shard == j], priority[shard == j]))
         while len(self._priority_refs) > 2 * len(self.shards):
             get(self._priority_refs.popleft(), self.timeout, "replay shard (priorities)")
-
-    def add(self, transition: Transition) -> None:
-        """Only the pool's zero-row `cut_episodes` comes here: rows go worker -> shard."""
-        if len(transition.action):
-            raise ValueError("ShardedReplay.add: rows reach the shards from the actor workers")
 
     def stats(self) -> list[dict[str, list]]:
         return [get(s.stats.remote(), self.timeout, f"replay shard {j} (stats)")

@@ -37,12 +37,11 @@ import numpy as np
 import torch
 
 from wnrl.actor import Actor
-from wnrl.agents import get_agent
 from wnrl.config import Config
 from wnrl.envs import make_env
-from wnrl.networks import make_q_network
 from wnrl.replay import ReplayBuffer, Transition
 from wnrl.seeds import EVAL_SEED_BASE
+from wnrl.training.parts import network_for
 
 
 class Chunk(NamedTuple):
@@ -98,10 +97,7 @@ class ActorWorker:
         seed %= EVAL_SEED_BASE - 2**16  # env i gets seed + i: below evaluation's seeds
         env_cfg = replace(cfg.env, num_threads=cfg.env.num_threads or 1)
         self.env = make_env(env_cfg, seed=seed, training=True)
-        agent = get_agent(cfg.agent)
-        net = make_q_network(self.env.obs_shape, self.env.num_actions, norm=agent.norm,
-                             dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes,
-                             channels_last=cfg.network.channels_last)
+        net = network_for(cfg, self.env.obs_shape, self.env.num_actions)
         actor_cfg = replace(cfg.actor, fixed_epsilons=(self.epsilon,) * self.env.num_envs)
         self.actor = Actor(self.env, net, actor_cfg, total_steps=cfg.train.total_steps,
                            clip_rewards=cfg.env.clip_rewards,

@@ -226,19 +226,19 @@ class _NullLog:
 
 def bench_end_to_end(bc: BenchConfig, mode: str) -> dict[str, Any]:
     """6. env steps/s over `measure_steps` env steps after learning starts (and the init)."""
-    from wnrl.train import LOOPS, Trainer, build
+    from wnrl.training import LOOPS, Trainer, build
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = e2e_config(bc, mode, tmp)
         trainer = Trainer(cfg, Path(tmp), build(cfg))
         trainer.log = _NullLog()  # type: ignore[assignment]
-        actor, loop = trainer.p.actor, LOOPS[mode]
+        actor, loop = trainer.parts.actor, LOOPS[mode]
         loop(trainer, _StopAt(actor, bc.learning_starts + 4 * bc.num_envs))  # incl. first update
-        s0, u0, t0 = actor.env_steps, trainer.p.learner.num_updates, time.perf_counter()
+        s0, u0, t0 = actor.env_steps, trainer.parts.learner.num_updates, time.perf_counter()
         loop(trainer, _StopAt(actor, s0 + bc.measure_steps))
         dt = time.perf_counter() - t0
-        steps, updates = actor.env_steps - s0, trainer.p.learner.num_updates - u0
-        trainer.p.env.close()
+        steps, updates = actor.env_steps - s0, trainer.parts.learner.num_updates - u0
+        trainer.parts.env.close()
     # the actor may run ahead of the ratio by the async tolerance: count only the env
     # steps the updates done cover, so both modes are compared at the same replay ratio
     covered = min(steps, updates / cfg.train.updates_per_step)

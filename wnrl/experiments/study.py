@@ -33,6 +33,7 @@ from wnrl import atomic
 from wnrl.checkpoint import checkpoint_name
 from wnrl.experiments.study_results import AgentResults
 from wnrl.minatar_env import is_minatar, minatar_game
+from wnrl.stats import interval, iqm, resample
 
 DEFAULT_AGENTS = ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")
 FINAL_FRACTION = 0.1  # "final return": episodes in the last 10% of env steps
@@ -200,14 +201,6 @@ def load_results(specs: Sequence[RunSpec], points: int = 25) -> dict[str, AgentR
                             [r[2] for r in rows]) for a, rows in grouped.items()}
 
 
-def iqm(x: np.ndarray) -> float:
-    """Interquartile mean (Agarwal et al. 2021): mean of the middle 50% (25% trimmed each
-    side, as `rliable.metrics.aggregate_iqm`)."""
-    from scipy.stats import trim_mean
-
-    return float(trim_mean(np.asarray(x, dtype=np.float64).ravel(), 0.25))
-
-
 def interval_estimates(per_seed: dict[str, np.ndarray], reps: int = 2000,
                        seed: int = 0) -> dict[str, dict[str, Any]]:
     """IQM and mean over seeds with 95% percentile-bootstrap intervals (seeds resampled
@@ -215,17 +208,15 @@ def interval_estimates(per_seed: dict[str, np.ndarray], reps: int = 2000,
 
     per_seed: agent -> float[S]. Returns agent -> {iqm, iqm_ci: [lo, hi], mean, mean_ci}.
     """
-    from scipy.stats import trim_mean
-
     rng = np.random.default_rng(seed)
     out = {}
     for agent, values in per_seed.items():
         v = np.asarray(values, dtype=np.float64).ravel()
-        samples = v[rng.integers(len(v), size=(reps, len(v)))]  # [reps, S]
-        boot = {"iqm": trim_mean(samples, 0.25, axis=1), "mean": samples.mean(axis=1)}
+        samples = resample(v, rng, reps)  # [reps, S]
+        boot = {"iqm": iqm(samples, axis=1), "mean": samples.mean(axis=1)}
         point = {"iqm": iqm(v), "mean": float(v.mean())}
         out[agent] = {k2: val for k in ("iqm", "mean") for k2, val in (
-            (k, point[k]), (f"{k}_ci", [float(q) for q in np.percentile(boot[k], [2.5, 97.5])]))}
+            (k, point[k]), (f"{k}_ci", interval(boot[k])))}
     return out
 
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import trim_mean
 
 from wnrl.experiments.study import (
     RunSpec,
@@ -36,8 +35,7 @@ from wnrl.experiments.study import (
     env_tag,
     plan_runs,
 )
-
-CI = (2.5, 97.5)  # percentiles of a 95% interval
+from wnrl.stats import interval, iqm, prob_greater, resample
 
 
 def plan_study(env_ids: Sequence[str], opt: StudyOptions) -> list[RunSpec]:
@@ -59,11 +57,6 @@ def normalize(scores: dict[str, dict[str, np.ndarray]], low: dict[str, float],
                 for a, x in per_agent.items()} for g, per_agent in scores.items()}
 
 
-def _resample(x: np.ndarray, rng: np.random.Generator, reps: int) -> np.ndarray:
-    """float[reps, S]: `reps` bootstrap resamples (with replacement) of the runs x: float[S]."""
-    return x[rng.integers(len(x), size=(reps, len(x)))]
-
-
 def stratified_iqm(scores: dict[str, dict[str, np.ndarray]], reps: int = 2000,
                    seed: int = 0) -> dict[str, dict[str, Any]]:
     """IQM over all (game, run) scores per agent with a 95% stratified-bootstrap interval.
@@ -76,19 +69,11 @@ def stratified_iqm(scores: dict[str, dict[str, np.ndarray]], reps: int = 2000,
     out = {}
     for a in agents:
         per_game = [np.asarray(scores[g][a], np.float64) for g in scores]
-        point = float(trim_mean(np.concatenate(per_game), 0.25))
-        boot = np.concatenate([_resample(x, rng, reps) for x in per_game], axis=1)
-        lo, hi = np.percentile(trim_mean(boot, 0.25, axis=1), CI)
-        out[a] = {"iqm": point, "iqm_ci": [float(lo), float(hi)],
+        point = iqm(np.concatenate(per_game))
+        boot = np.concatenate([resample(x, rng, reps) for x in per_game], axis=1)
+        out[a] = {"iqm": point, "iqm_ci": interval(iqm(boot, axis=1)),
                   "runs": int(sum(len(x) for x in per_game))}
     return out
-
-
-def prob_greater(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(X > Y) + P(X = Y) / 2 over all pairs of runs: x float[..., N], y float[..., M] ->
-    float[...] (the Mann-Whitney U statistic divided by N*M)."""
-    d = np.asarray(x)[..., :, None] - np.asarray(y)[..., None, :]
-    return (d > 0).mean(axis=(-2, -1)) + 0.5 * (d == 0).mean(axis=(-2, -1))
 
 
 def probability_of_improvement(scores: dict[str, dict[str, np.ndarray]], x: str, y: str,
@@ -101,13 +86,12 @@ def probability_of_improvement(scores: dict[str, dict[str, np.ndarray]], x: str,
     per_game, boots = {}, []
     for g, s in scores.items():
         xs, ys = np.asarray(s[x], np.float64), np.asarray(s[y], np.float64)
-        boot = prob_greater(_resample(xs, rng, reps), _resample(ys, rng, reps))
+        boot = prob_greater(resample(xs, rng, reps), resample(ys, rng, reps))
         boots.append(boot)
-        per_game[g] = {"p": float(prob_greater(xs, ys)),
-                       "ci": [float(v) for v in np.percentile(boot, CI)]}
+        per_game[g] = {"p": float(prob_greater(xs, ys)), "ci": interval(boot)}
     mean = np.mean(boots, axis=0)
     return {"x": x, "y": y, "p": float(np.mean([v["p"] for v in per_game.values()])),
-            "ci": [float(v) for v in np.percentile(mean, CI)], "per_game": per_game}
+            "ci": interval(mean), "per_game": per_game}
 
 
 def mean_difference(x: np.ndarray, y: np.ndarray, reps: int = 2000,
@@ -115,9 +99,8 @@ def mean_difference(x: np.ndarray, y: np.ndarray, reps: int = 2000,
     """mean(x) - mean(y) with a 95% bootstrap interval (runs resampled independently)."""
     rng = np.random.default_rng(seed)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    boot = _resample(x, rng, reps).mean(axis=1) - _resample(y, rng, reps).mean(axis=1)
-    return {"diff": float(x.mean() - y.mean()),
-            "ci": [float(v) for v in np.percentile(boot, CI)]}
+    boot = resample(x, rng, reps).mean(axis=1) - resample(y, rng, reps).mean(axis=1)
+    return {"diff": float(x.mean() - y.mean()), "ci": interval(boot)}
 
 
 def random_score(env_id: str, config: Any, episodes: int = 200, seed: int = 12345) -> float:

@@ -19,15 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from wnrl.agents import get_agent
 from wnrl.checkpoint import load_latest_valid
 from wnrl.config import Config, load_config
 from wnrl.envs import make_env
 from wnrl.learner import Learner
-from wnrl.networks import make_q_network
 from wnrl.noise import batch_dependence
 from wnrl.replay import Batch
 from wnrl.timing import interleaved
+from wnrl.training import parts as run_parts
 
 SWEEP_SIZES = (32, 64, 256, 1024)
 ATARI_SHAPE = (4, 84, 84)
@@ -37,8 +36,7 @@ def network_for(cfg: Config, obs_shape: Sequence[int], num_actions: int,
                 run_dir: Path | None = None) -> nn.Module:
     """The Q-network of `cfg`'s agent; with the online weights of `run_dir`'s latest
     checkpoint when given (else freshly initialized)."""
-    net = make_q_network(obs_shape, num_actions, norm=get_agent(cfg.agent).norm,
-                         dueling=cfg.network.dueling, hidden_sizes=cfg.network.hidden_sizes)
+    net = run_parts.network_for(cfg, obs_shape, num_actions)
     if run_dir is not None:
         _, state = load_latest_valid(run_dir)
         net.load_state_dict(state["learner"]["online"])

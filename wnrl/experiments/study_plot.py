@@ -10,6 +10,7 @@ import numpy as np
 
 from wnrl import atomic
 from wnrl.experiments.study_results import AgentResults
+from wnrl.stats import interval, resample
 
 COLORS = {"dqn": "tab:gray", "wn_dqn": "tab:blue", "bn_dqn": "tab:red",
           "wn_mobn_dqn": "tab:green"}
@@ -18,10 +19,8 @@ COLORS = {"dqn": "tab:gray", "wn_dqn": "tab:blue", "bn_dqn": "tab:red",
 def bootstrap_band(curves: np.ndarray, reps: int = 1000, seed: int = 0) -> np.ndarray:
     """95% percentile-bootstrap interval of the mean over seeds: curves float[S, T] ->
     float[2, T] (lower, upper)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(curves.shape[0], size=(reps, curves.shape[0]))
-    means = curves[idx].mean(axis=1)  # [reps, T]
-    return np.percentile(means, [2.5, 97.5], axis=0)
+    means = resample(curves, np.random.default_rng(seed), reps).mean(axis=1)  # [reps, T]
+    return np.asarray(interval(means))
 
 
 def plot_curves(ax: Any, results: dict[str, AgentResults], total_steps: int) -> None:

@@ -3,8 +3,8 @@
 The actor runs in the calling (main) thread: it steps the vector env (whose
 C++ workers release the GIL, so env stepping overlaps the learner's torch
 kernels), adds rows to the replay, logs episodes and does the periodic work
-(logs, evaluation, noise diagnostics, checkpoints) of `Trainer._periodic`. The
-learner runs in a daemon thread doing `Trainer._update_once` one update at a
+(logs, evaluation, noise diagnostics, checkpoints) of `Trainer.periodic`. The
+learner runs in a daemon thread doing `Trainer.update_once` one update at a
 time. A `BlockingRateLimiter` keeps learner updates per env step at
 `train.updates_per_step` within `train.async_tolerance` (plus one vector step
 of slack), whichever side is slower, so results do not depend on speed:
@@ -19,7 +19,7 @@ Shared state and who guards it:
 
 - the replay: `LockedReplay` puts `add`, `sample` and `update_priorities` under
   one lock (sampling copies its batch out, so the update runs unlocked);
-- the actor's folded weights: the learner folds (`Learner.weights()`) in its
+- the actor's folded weights: the learner folds (`Learner.weights`) in its
   own thread and leaves the copy in a slot; the actor loads it before its next
   step, so acting never sees half-written weights. While the slot is still
   full, a due sync waits for the next update (no fold the actor would skip);
@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import Tensor
@@ -59,37 +59,9 @@ AHEAD_VECTOR_STEPS = 8  # the most vector steps the actor may run ahead within t
 HISTORY_LEN = 10_000  # (steps, updates) pairs kept in `AsyncLoop.history`
 
 if TYPE_CHECKING:
-    from wnrl.config import Config
-    from wnrl.core.types import Episode
-    from wnrl.logger import RunLogger
     from wnrl.replay import Batch, ReplayBuffer, Transition
     from wnrl.signals import StopFlag
-
-
-class Trainer(Protocol):
-    """What the async loop uses of `wnrl.train.Trainer` (its host), so that this module does
-    not import the trainer that imports it: the parts, the loop cadence and the learning
-    steps the sync loop also runs."""
-
-    cfg: Config
-    p: Any  # wnrl.train.Parts: env, replay, learner, actor
-    log: RunLogger
-    update_base: tuple[int, int]
-    initialized: bool
-    owed_updates: int
-    failed: BaseException | None
-    next_log: float
-    next_eval: float
-    next_noise: float
-    next_ckpt: float
-
-    def act(self, step: int) -> tuple[Transition, list[Episode]]: ...
-    def record_episodes(self, episodes: list, step: int) -> None: ...
-    def reached_stop_return(self) -> bool: ...
-    def beta(self, step: int) -> float: ...
-    def _initialize(self) -> None: ...
-    def _update_once(self, step: int, beta: float) -> bool: ...
-    def _periodic(self, step: int) -> None: ...
+    from wnrl.training.trainer import Trainer
 
 
 class LockedReplay:
@@ -141,14 +113,14 @@ class AsyncLoop:
         self.drain_log_s = DRAIN_LOG_S if drain_log_s is None else drain_log_s
         cfg = trainer.cfg
         self.base_step, self.base_updates = trainer.update_base
-        self.num_envs = trainer.p.actor.num_envs
+        self.num_envs = trainer.parts.actor.num_envs
         rule = RateLimiter(ratio=cfg.train.updates_per_step,
                            tolerance=cfg.train.async_tolerance,
                            start_step=self.base_step, slack_steps=self.num_envs,
                            max_ahead_steps=AHEAD_VECTOR_STEPS * self.num_envs)
         self.limiter = BlockingRateLimiter(
-            rule, steps=trainer.p.actor.env_steps,
-            updates=trainer.p.learner.num_updates - self.base_updates)
+            rule, steps=trainer.parts.actor.env_steps,
+            updates=trainer.parts.learner.num_updates - self.base_updates)
         self.learn_lock = threading.Lock()
         self._pause = threading.Event()  # the main thread wants learn_lock
         self._weights: dict[str, Tensor] | None = None
@@ -159,7 +131,7 @@ class AsyncLoop:
 
     # ---- learner thread -----------------------------------------------------------------
     def _learner(self) -> None:
-        lim, lr = self.limiter, self.t.p.learner
+        lim, learner = self.limiter, self.t.parts.learner
         due = False  # a weight sync is due but the actor still holds the previous copy
         try:
             while not lim.stopped:
@@ -170,9 +142,10 @@ class AsyncLoop:
                 with self.learn_lock:
                     try:
                         step = lim.steps
-                        due = self.t._update_once(step, self.t.beta(step)) or due
+                        due = self.t.update_once(step, self.t.beta(step)) or due
                         if due and self._weights is None:  # else the actor has not taken it
-                            weights, due = lr.weights(self.t.p.actor.device), False
+                            weights = learner.weights(self.t.parts.actor.device)
+                            due = False
                             with self._weights_lock:
                                 self._weights = weights
                     except BaseException as exc:  # recorded before the lock is released
@@ -200,21 +173,17 @@ class AsyncLoop:
         with self._weights_lock:
             weights, self._weights = self._weights, None
         if weights is not None:
-            self.t.p.actor.set_weights(weights)
-
-    def _periodic_due(self, step: int) -> bool:
-        t = self.t
-        return step >= min(t.next_log, t.next_eval, t.next_noise, t.next_ckpt)
+            self.t.parts.actor.set_weights(weights)
 
     def run(self) -> int:
         """Act until total_steps, `train.stop_return`, a stop signal or a learner error;
         returns the env step."""
         t, lim = self.t, self.limiter
-        parts = t.p
-        t.p = replace(parts, replay=LockedReplay(parts.replay))
+        parts = t.parts
+        t.parts = replace(parts, replay=LockedReplay(parts.replay))
         learner = threading.Thread(target=self._learner, name="wnrl-learner", daemon=True)
         learner.start()
-        actor, total = t.p.actor, t.cfg.train.total_steps
+        actor, total = t.parts.actor, t.cfg.train.total_steps
         step = actor.env_steps
         main_error: BaseException | None = None
         try:
@@ -224,20 +193,20 @@ class AsyncLoop:
                     continue
                 self._load_weights()
                 transition, episodes = t.act(step)
-                t.p.replay.add(transition)
+                t.parts.replay.add(transition)
                 step = actor.env_steps
                 t.record_episodes(episodes, step)
                 if not t.initialized and step >= self.base_step:
                     with self._paused():
                         if self._error is None:
-                            t._initialize()
+                            t.initialize()
                 lim.acted(self.num_envs)
                 self._record()
-                if self._periodic_due(step):
+                if t.schedule.due(step):
                     with self._paused():
                         if self._error is None:  # never checkpoint after a learner failure
                             t.log.scalar("perf/replay_ratio", self.ratio(), step)
-                            t._periodic(step)
+                            t.periodic(step)
             if self._error is None:
                 self._drain()
         except BaseException as exc:
@@ -245,7 +214,7 @@ class AsyncLoop:
         finally:
             lim.stop()
             learner.join()
-            t.p = parts
+            t.parts = parts
         self._raise_errors(main_error)
         if self._drain_owed is not None:  # counted now that the learner has stopped
             due, owed = self._drain_owed

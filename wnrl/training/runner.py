@@ -17,10 +17,12 @@ from omegaconf import OmegaConf
 from wnrl import checkpoint as ckpt
 from wnrl.atomic import write_text
 from wnrl.config import Config, ConfigError, build_config, load_config, to_yaml
+from wnrl.errors import TrainingFailed
 from wnrl.logger import RunLogger
 from wnrl.rundir import RunLock, check_resume_dir, claim_run_dir, create_run_dir, run_dir_of
 from wnrl.signals import StopFlag
-from wnrl.train import Parts, Trainer, TrainingFailed, build, validate_against_machine
+from wnrl.training.parts import AnyParts, build, validate_against_machine
+from wnrl.training.trainer import Trainer
 
 
 def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
@@ -30,7 +32,7 @@ def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
             "double_dqn": cfg.learner.double_dqn, "updates_per_step": cfg.train.updates_per_step}
 
 
-def _build(cfg: Config) -> tuple[Parts, Callable[[Config, Path, Parts], Trainer]]:
+def _build(cfg: Config) -> tuple[AnyParts, Callable[..., Trainer]]:
     """The parts and trainer class: single-machine, or Ape-X on Ray (`distributed.enabled`)."""
     if not cfg.distributed.enabled:
         return build(cfg), Trainer
@@ -92,7 +94,7 @@ def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = N
             write_text(Path(run_dir) / "config.yaml", to_yaml(cfg))
         trainer.log = RunLogger(run_dir, cfg.train.total_steps, start_step=step, purge=True,
                                 progress=progress,
-                                start_updates=trainer.p.learner.num_updates)
+                                start_updates=trainer.parts.learner.num_updates)
     except BaseException:
         lock.release()
         raise

@@ -1,0 +1,174 @@
+"""Checkpoints of a training run: the payload, the compatibility check, the games.
+
+A checkpoint holds everything to continue: networks, optimizer, counters, RNG
+states, the config and, if `replay.save_in_checkpoint`, the replay. It is
+written atomically (`wnrl.checkpoint`), only while the weights are finite, and
+the oldest are pruned to `train.keep_checkpoints`.
+
+The games in progress (`EpisodeStreams`): an env's emulator state cannot be
+saved, so a resumed run starts new games. By default checkpoints leave the
+running games alone (the training curve sees every game whole); the replay is
+saved with the observation each env's open game would continue from, and a
+resumed run closes those streams by truncation (their last transitions
+bootstrap) before its envs start new games. With `train.exact_resume` every
+checkpoint instead cuts the games in progress and resets the envs from a seed
+derived from the step, in the uninterrupted run too, which makes a resumed
+run bit-identical to it. Ape-X's workers keep playing through a checkpoint and
+close their own streams when they restart (`wnrl.distributed.apex`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+from wnrl import checkpoint as ckpt
+from wnrl.actor import Actor, closing_rows
+from wnrl.config import Config, to_dict
+from wnrl.errors import NonFiniteError, one_line
+from wnrl.replay import ReplayBuffer
+from wnrl.seeds import EVAL_SEED_BASE
+
+if TYPE_CHECKING:
+    from wnrl.training.parts import AnyParts
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold a NaN or inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
+
+
+def network_signature(cfg: Config, parts: AnyParts) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into this config."""
+    return {"agent": cfg.agent, "norm": parts.agent.norm, "env": cfg.env.id,
+            "obs_shape": list(parts.env.obs_shape), "num_actions": parts.env.num_actions,
+            "dueling": cfg.network.dueling, "hidden_sizes": list(cfg.network.hidden_sizes)}
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Refuse (CheckpointError) a checkpoint whose signature differs from the config's."""
+    for key, want in current.items():
+        have = saved.get(key)
+        if have is not None and have != want:
+            raise ckpt.CheckpointError(
+                f"checkpoint {source} is incompatible: it has {key}={have!r}, "
+                f"this config has {key}={want!r}")
+
+
+def reset_seed(cfg: Config, step: int) -> int:
+    """The envs' reset seed at a checkpoint cut or a resume (below evaluation's seeds)."""
+    return (cfg.seed * 1_000_003 + step) % EVAL_SEED_BASE
+
+
+class EpisodeStreams(Protocol):
+    """What a checkpoint does with the games in progress (see the module doc)."""
+
+    def at_save(self, step: int) -> np.ndarray | None:
+        """Before saving at `step`: the open games' next observations to save, or None."""
+        ...
+
+    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
+        """After the replay (if saved) is loaded: end the saved games, start new ones."""
+        ...
+
+
+class LocalStreams:
+    """The games of a single-machine actor whose rows go to a local replay."""
+
+    def __init__(self, cfg: Config, actor: Actor, replay: ReplayBuffer) -> None:
+        self.cfg, self.actor, self.replay = cfg, actor, replay
+
+    def at_save(self, step: int) -> np.ndarray | None:
+        if self.cfg.train.exact_resume:
+            self.replay.add(self.actor.cut_episodes(reset_seed(self.cfg, step)))
+            return None
+        return self.actor.obs if self.cfg.replay.save_in_checkpoint else None
+
+    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
+        if open_obs is not None:
+            self.replay.add(closing_rows(np.asarray(open_obs)))
+        self.actor.reset_envs(reset_seed(self.cfg, step))
+
+
+class Checkpointer:
+    """Writes and reads the checkpoints of one run directory (see the module doc)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, parts: AnyParts,
+                 streams: EpisodeStreams) -> None:
+        self.cfg, self.run_dir, self.parts, self.streams = cfg, run_dir, parts, streams
+        self.last: tuple[int, Path] | None = None  # (env step, path) of the latest written
+
+    def saved_note(self) -> str:
+        """'; ...' saying what is saved, for an error that stops the run."""
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        return (f"; nothing more is saved (latest checkpoint: {latest})" if latest
+                else "; no checkpoint was written")
+
+    def save(self, step: int, progress: dict[str, Any]) -> Path:
+        """Write the checkpoint of env step `step` with the trainer's `progress`
+        (`initialized`, `update_base`); NonFiniteError if the weights are not finite."""
+        if self.last is not None and self.last[0] == step:
+            return self.last[1]  # already saved at this step
+        learner = self.parts.learner
+        learner_state = learner.state_dict()
+        bad = nonfinite_tensors(learner_state["online"]) + nonfinite_tensors(
+            learner_state["target"])
+        if bad:
+            raise NonFiniteError(
+                f"non-finite weights ({', '.join(bad[:3])}) at env step {step}, update "
+                f"{learner.num_updates}: training stopped{self.saved_note()}")
+        open_obs = self.streams.at_save(step)
+        save_replay = self.cfg.replay.save_in_checkpoint
+        payload = {
+            "signature": network_signature(self.cfg, self.parts),
+            "config": to_dict(self.cfg),
+            "env_steps": step,
+            "initialized": progress["initialized"],
+            "update_base": list(progress["update_base"]),
+            "learner": learner_state,
+            "actor": self.parts.actor.state_dict(),
+            "replay": self.parts.replay.state_dict() if save_replay else None,
+            "open_obs": open_obs,
+            "torch_rng": torch.get_rng_state(),
+            "saved_at": time.time(),
+        }
+        d = self.run_dir / "checkpoints"
+        path = d / ckpt.checkpoint_name(step)
+        ckpt.save(path, payload)
+        self.last = (step, path)
+        ckpt.prune(d, keep=self.cfg.train.keep_checkpoints)
+        return path
+
+    def restore(self, state: dict[str, Any], source: str) -> list[str]:
+        """Load a checkpoint's learner, actor, replay and RNG state into the parts (the
+        trainer reads its own progress from `state`); returns notes for the log."""
+        p = self.parts
+        check_compatible(state.get("signature", {}), network_signature(self.cfg, p), source)
+        bad = nonfinite_tensors(state.get("learner", {}).get("online", {}))
+        if bad:
+            raise ckpt.CheckpointError(f"checkpoint {source} holds non-finite weights "
+                                       f"({', '.join(bad[:3])}): resume from an earlier one")
+        try:
+            p.learner.load_state_dict(state["learner"])
+            p.actor.load_state_dict(state["actor"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"checkpoint {source} does not fit this agent: "
+                                       f"{one_line(exc)}") from None
+        step = int(state["env_steps"])
+        torch.set_rng_state(state["torch_rng"])
+        notes: list[str] = []
+        if not self.cfg.train.exact_resume:
+            notes.append(f"resumed at env step {step}: the emulator state cannot be saved, so "
+                         f"new games start here (the games in progress at the checkpoint "
+                         f"are not logged)")
+        if state.get("replay") is not None:
+            p.replay.load_state_dict(state["replay"])
+            self.streams.at_restore(step, state.get("open_obs"))
+        else:
+            self.streams.at_restore(step, None)
+        return notes

@@ -1,0 +1,44 @@
+"""Training loops: who acts and who learns when (`train.mode` picks one).
+
+A loop is `Loop`: `loop(trainer, stop) -> env step reached`, run until
+`train.total_steps`, `train.stop_return` or a stop signal; it owns its rate
+limiting and uses the trainer's public methods only (`wnrl.training.trainer`).
+
+- `sync_loop` (`sync`): one vector env step by the actor, its rows into the
+  replay, then the updates the replay ratio makes due; deterministic per seed.
+- `async_loop` (`async`, `wnrl.training.async_loop`): actor and learner in two
+  threads under a rate limiter.
+- Ape-X (`distributed.enabled`) is `wnrl.distributed.apex.apex_loop`: Ray actor
+  workers feed replay shards while the driver learns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from wnrl.signals import StopFlag
+from wnrl.training.async_loop import async_loop
+
+if TYPE_CHECKING:
+    from wnrl.training.trainer import Trainer
+
+
+class Loop(Protocol):
+    def __call__(self, trainer: Trainer, stop: StopFlag) -> int: ...
+
+
+def sync_loop(trainer: Trainer, stop: StopFlag) -> int:
+    """Alternate one actor step and the updates it makes due; returns the env step."""
+    actor, replay = trainer.parts.actor, trainer.parts.replay
+    total, step = trainer.cfg.train.total_steps, actor.env_steps
+    while step < total and stop.requested is None and not trainer.reached_stop_return():
+        transition, episodes = trainer.act(step)
+        replay.add(transition)
+        step = actor.env_steps
+        trainer.record_episodes(episodes, step)
+        trainer.learn(step)
+        trainer.periodic(step)
+    return step
+
+
+LOOPS: dict[str, Loop] = {"sync": sync_loop, "async": async_loop}  # train.mode -> loop

@@ -1,0 +1,259 @@
+"""The trainer: the learning steps and periodic work every training loop shares.
+
+A loop (`wnrl.training.loops`: sync, async; `wnrl.distributed.apex`: Ape-X)
+decides who acts and when; it calls the trainer's public methods for the rest:
+
+    transition, episodes = trainer.act(step)       # one actor step (EnvError on failure)
+    trainer.record_episodes(episodes, step)        # log games, stop-return window
+    trainer.learn(step)                            # the updates the replay ratio makes due
+    trainer.periodic(step)                         # log, evaluation, noise, checkpoint
+    return trainer.finish(step, stop)              # final checkpoint and report
+
+Learning starts at `train.learning_starts` env steps, with the paper's
+data-dependent init first for WN agents (`initialize`). Updates are counted
+from `update_base`, (env step, updates) at the learning start or at a resume
+that refills the replay, so the ratio `train.updates_per_step` holds from there.
+A failed run (divergence, a failed env: `fail`) never writes another checkpoint.
+For a seed on CPU the sync loop is deterministic (same seed, same losses).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wnrl.config import Config
+from wnrl.core.types import Episode, Transition
+from wnrl.errors import EnvError, NonFiniteError, TrainingFailed
+from wnrl.learner import UpdateMetrics
+from wnrl.logger import RunLogger
+from wnrl.nn import data_dependent_init
+from wnrl.schedules import priority_beta
+from wnrl.signals import StopFlag
+from wnrl.training.checkpointer import Checkpointer, EpisodeStreams
+from wnrl.training.loops import LOOPS
+from wnrl.training.parts import AnyParts
+from wnrl.training.schedule import Schedule
+
+
+class Trainer:
+    """One run's learning state and periodic work over `parts` (see the module doc).
+
+    Args:
+        cfg: the run's config.
+        run_dir: where checkpoints go (the logger writes there too).
+        parts: what `build` (or `build_apex`) made.
+        streams: what a checkpoint does with the games in progress; default
+            `parts.streams`.
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, parts: AnyParts,
+                 streams: EpisodeStreams | None = None) -> None:
+        self.cfg, self.run_dir, self.parts = cfg, run_dir, parts
+        self.log: RunLogger  # set by the runner once nothing can be refused any more
+        t = cfg.train
+        self.checkpointer = Checkpointer(cfg, run_dir, parts,
+                                         parts.streams if streams is None else streams)
+        self.schedule = Schedule({"log": t.log_period, "eval": t.eval_period,
+                                  "noise": t.noise_period, "checkpoint": t.checkpoint_period},
+                                 no_catch_up=("log",))
+        self.initialized = not parts.agent.data_dependent_init
+        self.update_base = (t.learning_starts, 0)  # (env step, update count) the ratio counts from
+        self.last_metrics: UpdateMetrics | None = None
+        self.recent_returns: deque[float] = deque(maxlen=t.stop_window)
+        self.failed: TrainingFailed | None = None  # set once: no checkpoint is written after
+        self.owed_updates = 0  # updates the async catch-up had left when a signal cut it
+
+    # ---- acting ---------------------------------------------------------------------------
+    def act(self, step: int) -> tuple[Transition, list[Episode]]:
+        """One actor step; an env failure becomes a one-line EnvError."""
+        try:
+            return self.parts.actor.step()
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            raise self.fail(EnvError(
+                f"the env failed after env step {step}: {type(exc).__name__}: "
+                f"{text[0][:200] if text else ''}; training stopped"
+                f"{self.checkpointer.saved_note()}")) from exc
+
+    def record_episodes(self, episodes: list[Episode], step: int) -> None:
+        """Log finished episodes (raw score) and keep the window for `train.stop_return`."""
+        for ep in episodes:
+            self.log.episode(ep.ret, ep.length, step)
+            self.recent_returns.append(ep.ret)
+
+    def reached_stop_return(self) -> bool:
+        target, window = self.cfg.train.stop_return, self.recent_returns
+        return target is not None and len(window) == window.maxlen and np.mean(window) >= target
+
+    # ---- learning -------------------------------------------------------------------------
+    def initialize(self) -> None:
+        """The paper's data-dependent init on a replay batch, then targets and actor follow."""
+        learner = self.parts.learner
+        batch = self.parts.replay.sample(self.cfg.train.init_batch_size)
+        x = torch.as_tensor(batch.obs, device=learner.device)
+        data_dependent_init(learner.online, x)
+        learner.sync_target()
+        self.sync_weights()
+        self.initialized = True
+        self.log.message(f"data-dependent init on {len(x)} replay observations")
+
+    def sync_weights(self) -> None:
+        """Hand the actor the learner's folded weights, on the actor's device."""
+        actor = self.parts.actor
+        actor.set_weights(self.parts.learner.weights(actor.device))
+
+    def beta(self, step: int) -> float:
+        """Prioritized replay's importance-sampling exponent at `step`."""
+        r = self.cfg.replay
+        return priority_beta(step, self.cfg.train.total_steps, r.priority_beta_start,
+                             r.priority_beta_end)
+
+    def updates_due(self, step: int) -> int:
+        """The learner's update count the replay ratio calls for at `step` (the sync loop's
+        rule: one more than the ratio's floor, so the first update comes at the start)."""
+        base_step, base_updates = self.update_base
+        return base_updates + int((step - base_step) * self.cfg.train.updates_per_step) + 1
+
+    def learn(self, step: int) -> None:
+        """Initialize if due, then the updates due at `step` (none before the start)."""
+        if step < self.update_base[0]:
+            return
+        if not self.initialized:
+            self.initialize()
+        due, beta = self.updates_due(step), self.beta(step)
+        while self.parts.learner.num_updates < due:
+            if self.update_once(step, beta):
+                self.sync_weights()
+
+    def update_once(self, step: int, beta: float) -> bool:
+        """One learner update on a replay batch; True when the actor's weights are due."""
+        learner, cfg = self.parts.learner, self.cfg
+        batch = self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
+        warming_up = learner.warming_up
+        if warming_up:
+            self.log.message(f"compiling the learner update ({learner.mode}; once per "
+                             "process)...")
+        m = learner.update(batch)
+        if warming_up:
+            self.log.message(f"learner update compiled in {learner.compile_seconds:.1f} s")
+        if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
+            raise self.fail(NonFiniteError(
+                f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
+                f"update {learner.num_updates}: training stopped"
+                f"{self.checkpointer.saved_note()}"))
+        if cfg.replay.prioritized:
+            self.parts.replay.update_priorities(batch.index, m.td_abs)
+        self.last_metrics = m
+        return learner.num_updates % cfg.actor.weight_sync_period == 0
+
+    def fail(self, exc: TrainingFailed) -> TrainingFailed:
+        """Mark the run failed (no checkpoint after this) and return `exc` to raise."""
+        if self.failed is None:
+            self.failed = exc
+        return exc
+
+    # ---- periodic work --------------------------------------------------------------------
+    def periodic(self, step: int) -> None:
+        """The logging, evaluation, noise and checkpoint work due at `step`."""
+        s = self.schedule
+        if s.take("log", step):
+            self.log.scalar("train/epsilon", self.parts.actor.epsilon, step)
+            if self.last_metrics is not None:
+                self.log.scalars("train", self.last_metrics.scalars(), step)
+            self.log.progress(step, self.parts.learner.num_updates)
+        if s.take("eval", step):
+            self.evaluate(step)
+        if self.initialized and s.take("noise", step):
+            self.noise(step)
+        if s.take("checkpoint", step):
+            self.save_checkpoint(step)
+
+    def evaluate(self, step: int) -> None:
+        from wnrl.evaluate import evaluate_network
+
+        res = evaluate_network(self.parts.learner.online, self.cfg,
+                               episodes=self.cfg.eval.episodes,
+                               seed=self.cfg.seed + 10_000 + step)
+        self.log.scalars("eval", {"return_mean": res.mean, "return_median": res.median,
+                                  "return_iqm": res.iqm}, step)
+        self.log.message(f"eval at step {step}: mean {res.mean:.1f} over {len(res.returns)} ep")
+
+    def noise(self, step: int) -> None:
+        from wnrl.noise import noise_metrics
+
+        learner, bs = self.parts.learner, self.cfg.learner.batch_size
+        probe = torch.as_tensor(self.parts.replay.sample(16).obs, device=learner.device)
+        companions = torch.as_tensor(self.parts.replay.sample(8 * bs).obs,
+                                     device=learner.device)
+        self.log.scalars("noise", noise_metrics(learner.online, probe, companions, bs,
+                                                target=learner.target,
+                                                gamma=self.cfg.learner.gamma), step)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, step: int) -> Path:
+        """Write the checkpoint of `step` (see `wnrl.training.checkpointer`); a failed run
+        raises its failure instead."""
+        if self.failed is not None:
+            raise self.failed
+        progress = {"initialized": self.initialized, "update_base": self.update_base}
+        try:
+            return self.checkpointer.save(step, progress)
+        except TrainingFailed as exc:
+            raise self.fail(exc) from None
+
+    def restore(self, state: dict[str, Any], source: str) -> list[str]:
+        """Load a checkpoint's state; returns notes for the log. Writes no file."""
+        notes = self.checkpointer.restore(state, source)
+        step = int(state["env_steps"])
+        self.initialized = bool(state["initialized"])
+        self.update_base = tuple(state["update_base"])
+        self.sync_weights()
+        if state.get("replay") is None:
+            refill = step + self.cfg.train.learning_starts
+            self.update_base = (refill, self.parts.learner.num_updates)
+            notes.append(f"replay was not saved in the checkpoint: refilling it for "
+                         f"{self.cfg.train.learning_starts} env steps before learning again "
+                         f"(until step {refill})")
+        self.schedule.restart_after(step)
+        return notes
+
+    # ---- the run --------------------------------------------------------------------------
+    def run(self, stop: StopFlag) -> int:
+        """Train with the loop `train.mode` names until total_steps or a stop signal;
+        returns the process exit code."""
+        self.log_learner_mode()
+        step = LOOPS[self.cfg.train.mode](self, stop)
+        return self.finish(step, stop)
+
+    def log_learner_mode(self) -> None:
+        learner = self.parts.learner
+        self.log.message(f"learner: {learner.mode} update on {learner.device}"
+                         + (f"; {learner.compile_note}" if learner.compile_note else ""))
+
+    def finish(self, step: int, stop: StopFlag) -> int:
+        """Final checkpoint and report. A run whose work is all done is reported done (exit
+        0) even if a signal came at the very end; anything left undone is resumable."""
+        path = self.save_checkpoint(step)
+        finished = step >= self.cfg.train.total_steps or self.reached_stop_return()
+        if self.reached_stop_return():
+            self.log.message(f"mean return of the last {self.cfg.train.stop_window} episodes "
+                             f"reached {self.cfg.train.stop_return}")
+        resume = f"resume with: python scripts/train.py --resume {self.run_dir}"
+        if stop.requested is not None and not (finished and self.owed_updates == 0):
+            where = (f"during the end-of-run catch-up, {self.owed_updates} learner updates "
+                     "owed" if finished else f"at env step {step}")
+            self.log.message(f"stopped {where}; checkpoint {path}\n{resume}")
+            return stop.exit_code
+        if stop.requested is None and self.cfg.train.eval_period:
+            self.evaluate(step)
+        skipped = "" if stop.requested is None or not self.cfg.train.eval_period else \
+            " (final evaluation skipped: stop signal)"
+        self.log.message(f"done: {step} env steps, {self.parts.learner.num_updates} updates; "
+                         f"checkpoint {path}{skipped}")
+        return 0
