@@ -13,7 +13,7 @@ from wnrl.actor import Actor
 from wnrl.core.interfaces import PROTOCOLS, describe, members
 from wnrl.learner import Learner
 from wnrl.replay import ReplayBuffer
-from wnrl.training.async_loop import LockedReplay
+from wnrl.replay.locked import LockedReplay
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
 

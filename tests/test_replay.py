@@ -1,5 +1,7 @@
-"""Tests for wnrl.replay: stacks vs the observations a real AtariVectorEnv produced, n-step
-targets and sampleable rows vs brute force, prioritized sampling, memory, resume."""
+"""Tests for wnrl.replay's ReplayBuffer: stacks vs the observations a real AtariVectorEnv
+produced, n-step targets and sampleable rows vs brute force, prioritized sampling, memory,
+resume. The parts alone: test_replay_storage.py, test_replay_n_step.py,
+test_replay_samplers.py."""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ from ale_py.vector_env import AtariVectorEnv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import wnrl.replay as replay_mod
 from wnrl.config import ConfigError, ReplayConfig
-from wnrl.replay import Batch, ReplayBuffer, ReplayMemoryError, Transition, n_step_targets
+from wnrl.replay import Batch, ReplayBuffer, Transition
 
 GAMMA = 0.9
 ATARI = (4, 84, 84)
@@ -206,35 +207,6 @@ def test_episode_end_without_done_flag_is_a_truncation():
     np.testing.assert_array_equal(b.next_obs[:, 0], [2, 2])
 
 
-def _brute_n_step(r, term, trunc, gamma):
-    out = []
-    for i in range(len(r)):
-        ret, k = 0.0, 0
-        while True:
-            ret += gamma**k * r[i, k]
-            if term[i, k]:
-                out.append((ret, 0.0, k + 1))
-                break
-            if trunc[i, k] or k + 1 == r.shape[1]:
-                out.append((ret, gamma ** (k + 1), k + 1))
-                break
-            k += 1
-    return np.array(out)
-
-
-@pytest.mark.parametrize("n,gamma,seed", [(1, 0.99, 0), (3, 0.9, 1), (5, 0.5, 2), (10, 1.0, 3)])
-def test_n_step_targets_vs_brute_force(n, gamma, seed):
-    rng = np.random.default_rng(seed)
-    r = rng.normal(size=(500, n)).astype(np.float32)
-    term, trunc = rng.random((500, n)) < 0.15, rng.random((500, n)) < 0.15
-    ret, disc, m = n_step_targets(r, term, trunc, gamma)
-    exp = _brute_n_step(r.astype(np.float64), term, trunc, gamma)
-    np.testing.assert_allclose(ret, exp[:, 0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(disc, exp[:, 1], rtol=1e-6)
-    np.testing.assert_array_equal(m, exp[:, 2])
-    assert ret.dtype == disc.dtype == np.float32 and m.dtype == np.int64
-
-
 def _filled(prioritized: bool, steps: int = 120, seed: int = 0, **kw) -> tuple[ReplayBuffer, dict]:
     rec = synthetic_run(steps, 4, (4, 3, 3), seed)
     rb = ReplayBuffer(4 * 50, (4, 3, 3), np.uint8, 4, frame_stack=4, gamma=GAMMA,
@@ -349,20 +321,29 @@ def test_state_dict_round_trip_gives_identical_samples(prioritized):
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
+def test_state_dict_format_1(prioritized):
+    """The checkpoint format: keys in order, their types, shapes and dtypes."""
+    rb, _ = _filled(prioritized, steps=30, seed=5)
+    state = rb.state_dict()
+    assert list(state) == ["config", "t", "max_priority", "rng", "frames", "action", "reward",
+                           "flags"] + ["priorities"] * prioritized
+    assert state["config"] == {"format": 1, "num_envs": 4, "ring": 50, "obs_shape": [4, 3, 3],
+                               "obs_dtype": "|u1", "stack": 4, "n_step": 1, "gamma": GAMMA,
+                               "prioritized": prioritized}
+    assert state["t"] == 30 and type(state["t"]) is int and type(state["max_priority"]) is float
+    assert state["rng"] == np.random.default_rng(5).bit_generator.state  # not drawn from yet
+    arrays = {k: (tuple(v.shape), v.dtype) for k, v in state.items() if torch.is_tensor(v)}
+    assert arrays == {"frames": ((4, 30, 3, 3), torch.uint8), "action": ((4, 30), torch.int32),
+                      "reward": ((4, 30), torch.float32), "flags": ((4, 30), torch.uint8),
+                      **({"priorities": ((200,), torch.float64)} if prioritized else {})}
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
 def test_atari_memory_per_transition(prioritized):
     rb = ReplayBuffer(100_000, ATARI, np.uint8, 8, frame_stack=4, prioritized=prioritized)
     assert rb.nbytes / rb.capacity <= 7200
     assert rb.nbytes == ReplayBuffer.bytes_needed(100_000, ATARI, np.uint8, 8, prioritized)
     assert rb.frames.shape == (8, 12_500, 84, 84) and rb.frames.dtype == np.uint8
-
-
-def test_capacity_that_does_not_fit_is_refused(monkeypatch):
-    monkeypatch.setattr(replay_mod, "available_memory_bytes", lambda: 10**9)
-    with pytest.raises(ReplayMemoryError, match=r"needs 7,065,\d+,\d+ bytes but only "
-                                                r"1,000,000,000") as err:
-        ReplayBuffer(1_000_000, ATARI, np.uint8, 8, frame_stack=4)
-    assert isinstance(err.value, MemoryError) and isinstance(err.value, ConfigError)
-    assert "\n" not in str(err.value)
 
 
 def test_from_config_and_bad_shapes():

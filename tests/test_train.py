@@ -145,7 +145,7 @@ def test_resume_without_replay_refills_first(tmp_path: Path, capsys) -> None:
 
 def test_replay_ratio_is_held(tmp_path: Path) -> None:
     """Sync mode does floor((steps - learning_starts) * ratio) + 1 updates: one at the
-    learning start itself; async and distributed modes do one fewer (see test_async_train)."""
+    learning start itself; async and distributed modes do one fewer (see test_async_loop)."""
     cfg = str(CONFIGS / "cartpole_dqn.yaml")
     ov = _overrides(tmp_path, "ratio", **{"train.updates_per_step": 0.25})
     assert start_run(cfg, ov, progress=False) == 0

@@ -46,57 +46,21 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 from torch import Tensor
 
 from wnrl.errors import TrainingFailed
 from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
+from wnrl.replay.locked import LockedReplay
 
 DRAIN_LOG_S = 10.0  # seconds between progress lines of the end-of-run catch-up
 AHEAD_VECTOR_STEPS = 8  # the most vector steps the actor may run ahead within the band
 HISTORY_LEN = 10_000  # (steps, updates) pairs kept in `AsyncLoop.history`
 
 if TYPE_CHECKING:
-    from wnrl.replay import Batch, ReplayBuffer, Transition
     from wnrl.signals import StopFlag
     from wnrl.training.trainer import Trainer
-
-
-class LockedReplay:
-    """A replay whose `add`, `sample` and `update_priorities` hold one lock; any other
-    attribute is the wrapped buffer's (used only while the learner is paused)."""
-
-    def __init__(self, replay: ReplayBuffer) -> None:
-        self.inner = replay
-        self.lock = threading.Lock()
-
-    def add(self, transition: Transition) -> None:
-        with self.lock:
-            self.inner.add(transition)
-
-    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
-        with self.lock:
-            return self.inner.sample(batch_size, beta=beta)
-
-    def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
-        with self.lock:
-            self.inner.update_priorities(index, priority)
-
-    def state_dict(self) -> dict[str, Any]:
-        with self.lock:
-            return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with self.lock:
-            self.inner.load_state_dict(state)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class AsyncLoop:

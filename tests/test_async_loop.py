@@ -13,9 +13,9 @@ import pytest
 from wnrl import checkpoint as ckpt
 from wnrl.config import load_config
 from wnrl.logger import RunLogger
-from wnrl.training import Trainer, build
-from wnrl.training import async_loop as async_train
-from wnrl.training.async_loop import AsyncLoop, LockedReplay
+from wnrl.replay.locked import LockedReplay
+from wnrl.training import Trainer, async_loop, build
+from wnrl.training.async_loop import AsyncLoop
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cartpole_dqn.yaml"
 RATIO, TOL, STARTS = 0.5, 0.1, 400
@@ -153,7 +153,7 @@ def test_ratio_is_held_at_the_target_on_average(tmp_path: Path) -> None:
     loop = AsyncLoop(trainer, StopAfter(trainer, 10**9))
     loop.run()
     n = trainer.parts.actor.num_envs
-    bound = (async_train.AHEAD_VECTOR_STEPS + 2) * n * RATIO + 1
+    bound = (async_loop.AHEAD_VECTOR_STEPS + 2) * n * RATIO + 1
     late = [(s * RATIO - u, u / (s * RATIO)) for s, u in loop.history if s >= 800 - STARTS]
     assert len(late) > 100 and max(short for short, _ in late) <= bound
     assert late[-1][1] >= 0.97
@@ -183,7 +183,7 @@ def test_catch_up_logs_progress_and_a_finished_run_is_reported_finished(
     """The learner slows down near the end, so the actor ends far ahead (within the band):
     the catch-up logs its progress; a signal that arrives once all the work is done (as
     the catch-up ends) does not turn the finished run into a 'stopped, resume with' one."""
-    monkeypatch.setattr(async_train, "DRAIN_LOG_S", 0.05, raising=False)
+    monkeypatch.setattr(async_loop, "DRAIN_LOG_S", 0.05, raising=False)
     trainer = make_trainer(tmp_path, "train.async_tolerance=0.9")
     update = trainer.parts.learner.update
 
