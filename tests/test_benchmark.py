@@ -73,7 +73,7 @@ def test_device_choice(device: str) -> None:
 
 
 def test_learners_and_actor_nets_live_on_the_chosen_device() -> None:
-    from wnrl.experiments.benchmark import e2e_config
+    from wnrl.experiments.benchmark_e2e import e2e_config
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = e2e_config(BenchConfig.quick(device=dev), "async", "/tmp")

@@ -1,9 +1,15 @@
-"""What the benchmark measures and for how long (shared by the benchmark and its peer)."""
+"""What the benchmark measures and for how long, and its inputs (shared by its modules)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+import numpy as np
+
+from wnrl.core.types import Batch
+
+OBS = (4, 84, 84)  # an Atari observation: 4 stacked 84x84 uint8 frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,3 +42,12 @@ class BenchConfig:
         base = dict(repeats=3, updates_per_round=3, env_seconds=2.0, learning_starts=1_000,
                     measure_steps=1_000, replay_capacity=20_000, batch_sizes=(32,))
         return cls(**{**base, **kw})
+
+
+def random_batch(rng: np.random.Generator, b: int, num_actions: int) -> Batch:
+    """A replay `Batch` of `b` random Atari transitions (uint8 obs of shape OBS)."""
+    obs = rng.integers(0, 256, (b, *OBS), dtype=np.uint8)
+    nxt = rng.integers(0, 256, (b, *OBS), dtype=np.uint8)
+    return Batch(obs, rng.integers(0, num_actions, b).astype(np.int64),
+                 rng.standard_normal(b).astype(np.float32), np.full(b, 0.99, np.float32),
+                 nxt, np.ones(b, np.float32), np.arange(b, dtype=np.int64))
