@@ -8,7 +8,8 @@ from wnrl.training.schedule import Schedule
 def test_jobs_come_due_at_their_periods_and_off_jobs_never() -> None:
     s = Schedule({"eval": 100, "noise": None, "ckpt": 0})
     assert not s.due(99) and not s.take("eval", 99)
-    assert s.due(100) and s.take("eval", 100) and not s.take("eval", 100)
+    assert s.due(100) and s.due(100, "eval") and not s.due(10**9, "noise")
+    assert s.take("eval", 100) and not s.take("eval", 100)
     assert s.take("eval", 200)
     assert not any(s.take("noise", k) or s.take("ckpt", k) for k in (0, 10**9))
 

@@ -174,7 +174,7 @@ class ApexTrainer(Trainer):
             step = pool.env_steps
             if may_learn:
                 self._learn_some(step, limiter, base_updates)
-            if step >= self.next_log:
+            if self.schedule.due(step, "log"):
                 self._log_actor_rates(step)
             self.periodic(step)
         per_worker = ", ".join(str(w.env_steps) for w in pool.workers)

@@ -30,8 +30,10 @@ class Schedule:
         self.next = {k: math.inf if p is None else (step // p + 1) * p
                      for k, p in self.periods.items()}
 
-    def due(self, step: int) -> bool:
-        """Whether any job is due at `step`."""
+    def due(self, step: int, job: str | None = None) -> bool:
+        """Whether `job` (default: any job) is due at `step`; nothing is taken."""
+        if job is not None:
+            return step >= self.next[job]
         return step >= min(self.next.values(), default=math.inf)
 
     def take(self, job: str, step: int) -> bool:
