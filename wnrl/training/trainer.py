@@ -136,12 +136,13 @@ class Trainer:
         learner, cfg = self.parts.learner, self.cfg
         batch = self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
         warming_up = learner.warming_up
+        verb = "compil" if learner.compiled else "captur"  # compiles, or a CUDA graph
         if warming_up:
-            self.log.message(f"compiling the learner update ({learner.mode}; once per "
+            self.log.message(f"{verb}ing the learner update ({learner.mode}; once per "
                              "process)...")
         m = learner.update(batch)
         if warming_up:
-            self.log.message(f"learner update compiled in {learner.compile_seconds:.1f} s")
+            self.log.message(f"learner update {verb}ed in {learner.compile_seconds:.1f} s")
         if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
             raise self.fail(NonFiniteError(
                 f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
