@@ -234,3 +234,15 @@ def test_data_dependent_init_runs_before_learning(tmp_path: Path) -> None:
         if k.endswith(".g"):
             assert np.isfinite(v.numpy()).all()
     trainer.log.close()
+
+
+@pytest.mark.parametrize("total, expected", [(1600, [800, 1600]), (1700, [800, 1600, 1700])])
+def test_evaluations_once_per_step_and_one_at_the_end(tmp_path: Path, total: int,
+                                                      expected: list[int]) -> None:
+    """Periodic evaluations every eval_period, plus one at the end unless the last
+    period ended exactly there (no second evaluation of the same weights)."""
+    cfg = str(CONFIGS / "cartpole_wn_dqn.yaml")
+    over = _overrides(tmp_path, "ev", **{"train.total_steps": total, "train.eval_period": 800,
+                                         "eval.episodes": 2})
+    assert start_run(cfg, over, progress=False) == 0
+    assert [s for s, _ in _scalars(tmp_path / "ev", "eval/return_mean")] == expected

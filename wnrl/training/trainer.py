@@ -68,6 +68,7 @@ class Trainer:
         self.recent_returns: deque[float] = deque(maxlen=t.stop_window)
         self.failed: TrainingFailed | None = None  # set once: no checkpoint is written after
         self.owed_updates = 0  # updates the async catch-up had left when a signal cut it
+        self.last_eval_step: int | None = None
 
     # ---- acting ---------------------------------------------------------------------------
     def act(self, step: int) -> tuple[Transition, list[Episode]]:
@@ -178,6 +179,7 @@ class Trainer:
     def evaluate(self, step: int) -> None:
         from wnrl.evaluate import evaluate_network
 
+        self.last_eval_step = step
         res = evaluate_network(self.parts.learner.online, self.cfg,
                                episodes=self.cfg.eval.episodes,
                                seed=self.cfg.seed + 10_000 + step)
@@ -251,7 +253,8 @@ class Trainer:
                      "owed" if finished else f"at env step {step}")
             self.log.message(f"stopped {where}; checkpoint {path}\n{resume}")
             return stop.exit_code
-        if stop.requested is None and self.cfg.train.eval_period:
+        if stop.requested is None and self.cfg.train.eval_period \
+                and self.last_eval_step != step:  # not twice when the last period ends here
             self.evaluate(step)
         skipped = "" if stop.requested is None or not self.cfg.train.eval_period else \
             " (final evaluation skipped: stop signal)"
