@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wnrl import checkpoint as ckpt
@@ -91,6 +92,12 @@ def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
         (["replay.capacity=1000000000000", "env.id=pong"], ["bytes"]),
         (["learner.compile=maybe"], ["learner.compile", "auto, true, false"]),
         (["learner.precision=fp16"], ["learner.precision", "auto, bf16, fp32"]),
+        (["learner.cuda_graph=always"], ["learner.cuda_graph", "auto, true, false"]),
+        (["actor.device=gpu"], ["actor.device", "cpu, cuda, auto"]),
+        *([(["learner.device=cuda"], ["learner.device=cuda", "no CUDA device"]),
+           (["actor.device=cuda"], ["actor.device=cuda", "no CUDA device"]),
+           (["learner.cuda_graph=true"], ["learner.cuda_graph=true", "CUDA"])]
+          if not torch.cuda.is_available() else []),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2(tmp_path: Path, args: list[str],

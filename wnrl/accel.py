@@ -98,3 +98,9 @@ def resolve_cuda_graph(cuda_graph: str, device: torch.device) -> bool:
         raise ConfigError(f"learner.cuda_graph=true needs a CUDA device, the learner is on "
                           f"{device}: use auto or false")
     return cuda_graph != "false" and device.type == "cuda"
+
+
+def require_device(key: str, device: str) -> None:
+    """Refuse (ConfigError, naming `key`) a CUDA device where torch sees none."""
+    if resolve_device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={device} but torch sees no CUDA device here: use cpu or auto")

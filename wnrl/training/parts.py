@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wnrl.accel import require_device
 from wnrl.actor import Actor
 from wnrl.agents import get_agent
 from wnrl.config import Config, ConfigError
@@ -84,7 +85,10 @@ def build(cfg: Config) -> Parts:
 
 
 def validate_against_machine(cfg: Config) -> None:
-    """Refuse (ConfigError) more envs than this machine's cores can run."""
+    """Refuse (ConfigError) a CUDA device where there is none, or more envs than this
+    machine's cores can run."""
+    require_device("learner.device", cfg.learner.device)
+    require_device("actor.device", cfg.actor.device)
     cores = os.cpu_count() or 1
     limit = max(64, 32 * cores)
     if cfg.env.num_envs > limit:
