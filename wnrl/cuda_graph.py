@@ -11,42 +11,42 @@ must be `capturable` (step counters on the device).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from wnrl.losses import TensorBatch
 
-if TYPE_CHECKING:
-    from wnrl.learner import Learner
-
 
 class GraphedUpdate:
-    """`Learner._step` captured as one CUDA graph (see the module doc of wnrl.learner).
+    """`step` (a learner's loss, backward and optimizer step on gradients that start from
+    None: TensorBatch -> float32[3 + B]) captured as one CUDA graph on `tb`'s device.
+    `module` and `optimizer` hold every tensor `step` changes in place.
 
     `replay(tb)` copies `tb` into the graph's input tensors (same shapes and dtypes:
     `fits`) and replays the captured update; it returns the graph's output tensor,
     float32[3 + B], overwritten by the next replay.
     """
 
-    def __init__(self, learner: Learner, tb: TensorBatch) -> None:
-        self.learner = learner
+    def __init__(self, step: Callable[[TensorBatch], Tensor], module: nn.Module,
+                 optimizer: torch.optim.Optimizer, tb: TensorBatch) -> None:
+        self.module, self.optimizer = module, optimizer
         self.inputs = TensorBatch(*(t.clone() for t in tb))
         saved = self._snapshot()
-        opt = learner.optimizer
-        side = torch.cuda.Stream(learner.device)
-        side.wait_stream(torch.cuda.current_stream(learner.device))
+        opt, device = optimizer, tb.obs.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up (and compile) outside the capture
             for _ in range(3):
                 opt.zero_grad(set_to_none=True)
-                learner._step(self.inputs)
-        torch.cuda.current_stream(learner.device).wait_stream(side)
+                step(self.inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
         # thread_local: an actor on another thread (async mode) keeps using the GPU
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.output = learner._step(self.inputs)
+            self.output = step(self.inputs)
         self._restore(saved)
 
     def fits(self, tb: TensorBatch) -> bool:
@@ -60,11 +60,10 @@ class GraphedUpdate:
         return self.output
 
     def _state_tensors(self) -> list[Tensor]:
-        """Every tensor an update changes in place: the online network's parameters and
-        buffers (BN statistics) and the optimizer's state."""
-        lr = self.learner
-        out = [*lr.online.parameters(), *lr.online.buffers()]
-        for st in lr.optimizer.state.values():
+        """Every tensor an update changes in place: the module's parameters and buffers (BN
+        statistics) and the optimizer's state."""
+        out = [*self.module.parameters(), *self.module.buffers()]
+        for st in self.optimizer.state.values():
             out += [v for v in st.values() if isinstance(v, Tensor)]
         return out
 

@@ -209,7 +209,7 @@ class Learner:
         start = time.perf_counter()
         if self.graphed:
             if self._graph is None or not self._graph.fits(tb):
-                self._graph = GraphedUpdate(self, tb)
+                self._graph = GraphedUpdate(self._step, self.online, self.optimizer, tb)
             out = self._graph.replay(tb)
         else:
             self.optimizer.zero_grad(set_to_none=True)

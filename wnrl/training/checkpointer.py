@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,12 +29,12 @@ import torch
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor, closing_rows
 from wnrl.config import Config, to_dict
+from wnrl.core.interfaces import Saveable
 from wnrl.errors import NonFiniteError, one_line
-from wnrl.replay import ReplayBuffer
+from wnrl.learner import Learner
+from wnrl.recipe import AgentRecipe
+from wnrl.replay import Batch, ReplayBuffer
 from wnrl.seeds import EVAL_SEED_BASE
-
-if TYPE_CHECKING:
-    from wnrl.training.parts import AnyParts
 
 
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
@@ -43,7 +43,60 @@ def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
             if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
 
 
-def network_signature(cfg: Config, parts: AnyParts) -> dict[str, Any]:
+class EnvShape(Protocol):
+    """What a run needs of its env's shape: a VecEnv, or Ape-X's EnvSpec."""
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def num_actions(self) -> int: ...
+
+
+class SamplerSide(Saveable, Protocol):
+    """What the trainer uses of a replay: a ReplayBuffer, or Ape-X's ShardedReplay."""
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> Batch: ...
+
+    def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None: ...
+
+
+class ActorSide(Saveable, Protocol):
+    """What the trainer uses of an actor: an Actor, or Ape-X's ActorPool."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def epsilon(self) -> float: ...
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None: ...
+
+
+class RunParts(Protocol):
+    """What a Trainer runs: `wnrl.training.parts.Parts` or `wnrl.distributed.apex.ApexParts`
+    (read-only here, so either's concrete types fit)."""
+
+    @property
+    def agent(self) -> AgentRecipe: ...
+
+    @property
+    def env(self) -> EnvShape: ...
+
+    @property
+    def replay(self) -> SamplerSide: ...
+
+    @property
+    def learner(self) -> Learner: ...
+
+    @property
+    def actor(self) -> ActorSide: ...
+
+    @property
+    def streams(self) -> EpisodeStreams: ...
+
+
+def network_signature(cfg: Config, parts: RunParts) -> dict[str, Any]:
     """What a checkpoint must match to be loaded into this config."""
     return {"agent": cfg.agent, "norm": parts.agent.norm, "env": cfg.env.id,
             "obs_shape": list(parts.env.obs_shape), "num_actions": parts.env.num_actions,
@@ -98,7 +151,7 @@ class LocalStreams:
 class Checkpointer:
     """Writes and reads the checkpoints of one run directory (see the module doc)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, parts: AnyParts,
+    def __init__(self, cfg: Config, run_dir: Path, parts: RunParts,
                  streams: EpisodeStreams) -> None:
         self.cfg, self.run_dir, self.parts, self.streams = cfg, run_dir, parts, streams
         self.last: tuple[int, Path] | None = None  # (env step, path) of the latest written

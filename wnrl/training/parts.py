@@ -14,7 +14,6 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import torch
@@ -31,9 +30,6 @@ from wnrl.networks import make_q_network
 from wnrl.recipe import AgentRecipe
 from wnrl.replay import ReplayBuffer
 from wnrl.training.checkpointer import LocalStreams
-
-if TYPE_CHECKING:
-    from wnrl.distributed.apex import ApexParts
 
 
 def seed_everything(seed: int) -> None:
@@ -61,9 +57,6 @@ class Parts:
     learner: Learner
     actor: Actor
     streams: LocalStreams
-
-
-AnyParts: TypeAlias = "Parts | ApexParts"  # what a Trainer runs: either kind
 
 
 def build(cfg: Config) -> Parts:

@@ -21,7 +21,8 @@ from wnrl.errors import TrainingFailed
 from wnrl.logger import RunLogger
 from wnrl.rundir import RunLock, check_resume_dir, claim_run_dir, create_run_dir, run_dir_of
 from wnrl.signals import StopFlag
-from wnrl.training.parts import AnyParts, build, validate_against_machine
+from wnrl.training.checkpointer import RunParts
+from wnrl.training.parts import build, validate_against_machine
 from wnrl.training.trainer import Trainer
 
 
@@ -32,7 +33,7 @@ def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
             "double_dqn": cfg.learner.double_dqn, "updates_per_step": cfg.train.updates_per_step}
 
 
-def _build(cfg: Config) -> tuple[AnyParts, Callable[..., Trainer]]:
+def _build(cfg: Config) -> tuple[RunParts, Callable[..., Trainer]]:
     """The parts and trainer class: single-machine, or Ape-X on Ray (`distributed.enabled`)."""
     if not cfg.distributed.enabled:
         return build(cfg), Trainer

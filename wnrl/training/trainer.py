@@ -35,9 +35,8 @@ from wnrl.logger import RunLogger
 from wnrl.nn import data_dependent_init
 from wnrl.schedules import priority_beta
 from wnrl.signals import StopFlag
-from wnrl.training.checkpointer import Checkpointer, EpisodeStreams
+from wnrl.training.checkpointer import Checkpointer, EpisodeStreams, RunParts
 from wnrl.training.loops import LOOPS
-from wnrl.training.parts import AnyParts
 from wnrl.training.schedule import Schedule
 
 
@@ -52,7 +51,7 @@ class Trainer:
             `parts.streams`.
     """
 
-    def __init__(self, cfg: Config, run_dir: Path, parts: AnyParts,
+    def __init__(self, cfg: Config, run_dir: Path, parts: RunParts,
                  streams: EpisodeStreams | None = None) -> None:
         self.cfg, self.run_dir, self.parts = cfg, run_dir, parts
         self.log: RunLogger  # set by the runner once nothing can be refused any more
