@@ -246,3 +246,43 @@ def test_evaluations_once_per_step_and_one_at_the_end(tmp_path: Path, total: int
                                          "eval.episodes": 2})
     assert start_run(cfg, over, progress=False) == 0
     assert [s for s, _ in _scalars(tmp_path / "ev", "eval/return_mean")] == expected
+
+
+@pytest.mark.parametrize("period", [1, 3])
+def test_one_actor_refresh_per_learn_call(tmp_path: Path, monkeypatch, period: int) -> None:
+    """Several updates in one `learn` call refresh the actor once, with the weights of the
+    last update that was due (a multiple of actor.weight_sync_period)."""
+    trainer = _trainer(tmp_path, f"sync{period}", **{"train.updates_per_step": 2.0,
+                                                     "actor.weight_sync_period": period,
+                                                     "train.learning_starts": 64})
+    learner, actor = trainer.parts.learner, trainer.parts.actor
+    due_weights: dict[int, dict] = {}
+    update = learner.update
+
+    def recording_update(batch):
+        m = update(batch)
+        if learner.num_updates % period == 0:
+            due_weights[learner.num_updates] = learner.weights(actor.device)
+        return m
+
+    monkeypatch.setattr(learner, "update", recording_update)
+    refreshes: list[int] = []
+    set_weights = actor.set_weights
+    monkeypatch.setattr(actor, "set_weights",
+                        lambda w: (refreshes.append(learner.num_updates), set_weights(w)))
+    learn_calls = 0
+    while actor.env_steps < 200:
+        transition, _ = trainer.act(actor.env_steps)
+        trainer.parts.replay.add(transition)
+        before = learner.num_updates
+        trainer.learn(actor.env_steps)
+        if learner.num_updates == before:
+            continue
+        learn_calls += 1
+        assert before == 0 or learner.num_updates - before >= 2  # several per call
+        if learner.num_updates < period:
+            continue  # the actor still holds the init's weights
+        last_due = max(n for n in due_weights if n <= learner.num_updates)
+        for k, v in due_weights[last_due].items():
+            assert torch.equal(actor.net.state_dict()[k], v), (k, last_due)
+    assert learn_calls > 0 and len(refreshes) <= learn_calls + 1  # +1: the init's refresh

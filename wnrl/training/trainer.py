@@ -127,8 +127,11 @@ class Trainer:
         if not self.initialized:
             self.initialize()
         due, beta = self.updates_due(step), self.beta(step)
-        while self.parts.learner.num_updates < due:
-            if self.update_once(step, beta):
+        learner, period = self.parts.learner, self.cfg.actor.weight_sync_period
+        while learner.num_updates < due:
+            # a refresh that a later one in this call supersedes is skipped: the actor does
+            # not act in between, so it acts on the same weights either way
+            if self.update_once(step, beta) and learner.num_updates + period > due:
                 self.sync_weights()
 
     def update_once(self, step: int, beta: float) -> bool:
