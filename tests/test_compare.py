@@ -94,6 +94,7 @@ def test_compare_end_to_end(tmp_path: Path) -> None:
     assert [r["batch_size"] for r in doc["bn_minibatch_sweep"]] == [8, 16]
     table = (d / "summary.md").read_text()
     assert "| bn_dqn | 1 |" in table and "compare.py --env CartPole-v1" in table
+    assert "bn_dqn network trained in" in table  # the sweep names the network it measured
     # a second call trains nothing and reads the same runs
     mtime = (runs / "cartpole" / "dqn_s0").stat().st_mtime
     assert compare.main([*argv, "--no-train"]) == 0

@@ -320,7 +320,10 @@ def run_study(opt: StudyOptions, log: Any = print) -> dict[str, Any]:
               f"{int(100 * FINAL_FRACTION)}% of env steps; AUC = mean of the learning curve. "
               f"Noise columns are means of the `noise/` diagnostics logged during training.\n\n"
               f"Reproduce: `{opt.command}`\n\n![figure](figure.png)\n\n")
-    atomic.write_text(out / "summary.md", header + markdown_table(summary, sweep, cnn_costs))
+    bn_network = (f"bn_dqn network trained in {bn_run}" if bn_run else
+                  "freshly initialized bn_dqn network: no bn_dqn run has finished")
+    atomic.write_text(out / "summary.md",
+                      header + markdown_table(summary, sweep, cnn_costs, bn_network))
     log(f"wrote {out / 'figure.png'}, {out / 'summary.md'}, {out / 'summary.json'}")
     return doc
 

@@ -112,8 +112,10 @@ def _pct(v: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(summary: dict[str, dict[str, Any]], sweep: list[dict[str, float]],
-                   cnn_costs: dict[str, dict[str, float]]) -> str:
-    """The summary tables in markdown (agents, then the batch-norm sweep)."""
+                   cnn_costs: dict[str, dict[str, float]],
+                   bn_network: str = "trained bn_dqn network") -> str:
+    """The summary tables in markdown (agents, then the batch-norm sweep on `bn_network`,
+    which says whether that network was trained or freshly initialized)."""
     lines = ["| agent | seeds | final return IQM [95% CI] | final mean [95% CI] | "
              "AUC return IQM [95% CI] | Q noise (std / mean \\|Q\\|) | action flips | "
              "train-eval gap | TD-target std (eval target / if train) | "
@@ -132,8 +134,8 @@ def markdown_table(summary: dict[str, dict[str, Any]], sweep: list[dict[str, flo
                      f"{_pct(n['q_std_rel'])} | {_pct(n['action_flip_frac'], 1)} | {gap} | "
                      f"{tgt} | {env_cost} | {cnn_cost} |")
     if sweep:
-        lines += ["", "Batch norm against minibatch size (trained bn_dqn network, "
-                  "replay-like states):", "",
+        lines += ["", f"Batch norm against minibatch size ({bn_network}; states from "
+                  "its epsilon-greedy policy):", "",
                   "| minibatch | Q noise (std / mean \\|Q\\|) | action flips | bn update (ms) | "
                   "standard update (ms) | bn / standard |", "|---|---|---|---|---|---|"]
         for r in sweep:
