@@ -112,8 +112,7 @@ def _pct(v: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(summary: dict[str, dict[str, Any]], sweep: list[dict[str, float]],
-                   cnn_costs: dict[str, dict[str, float]],
-                   bn_network: str = "trained bn_dqn network") -> str:
+                   cnn_costs: dict[str, dict[str, float]], bn_network: str) -> str:
     """The summary tables in markdown (agents, then the batch-norm sweep on `bn_network`,
     which says whether that network was trained or freshly initialized)."""
     lines = ["| agent | seeds | final return IQM [95% CI] | final mean [95% CI] | "
