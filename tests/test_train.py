@@ -89,6 +89,13 @@ def _trainer(tmp: Path, name: str, **extra: object) -> Trainer:
     return trainer
 
 
+def test_trainer_fits_the_loop_contract(tmp_path: Path) -> None:
+    """The loops see the trainer as `LoopHost`: every member it lists is there."""
+    from wnrl.training.loop_api import LoopHost
+
+    assert isinstance(_trainer(tmp_path, "contract"), LoopHost)
+
+
 @pytest.mark.parametrize("exact", [False, True])
 def test_checkpoints_cut_games_only_for_exact_resume(tmp_path: Path, exact: bool) -> None:
     """Checkpoints every 40 env steps (10 per env): games run longer than that unless

@@ -2,7 +2,8 @@
 
     parts.py         Parts, build(cfg), network_for(cfg, ...): the one builder
     trainer.py       Trainer: acting, learning, periodic work, checkpoint and finish steps
-    loops.py         Loop protocol; sync_loop; LOOPS (train.mode -> loop)
+    loop_api.py      LoopHost (what a loop may use of the trainer) and Loop protocols
+    loops.py         sync_loop; LOOPS (train.mode -> loop)
     async_loop.py    AsyncLoop: actor and learner threads under a rate limiter
     schedule.py      Schedule: periodic work by env step (log, eval, noise, checkpoint)
     checkpointer.py  Checkpointer: payload, compatibility, what happens to running games

@@ -46,32 +46,29 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from wnrl.errors import TrainingFailed
 from wnrl.rate_limiter import BlockingRateLimiter, RateLimiter
 from wnrl.replay.locked import LockedReplay
+from wnrl.signals import StopFlag
+from wnrl.training.loop_api import LoopHost
 
 DRAIN_LOG_S = 10.0  # seconds between progress lines of the end-of-run catch-up
 AHEAD_VECTOR_STEPS = 8  # the most vector steps the actor may run ahead within the band
 HISTORY_LEN = 10_000  # (steps, updates) pairs kept in `AsyncLoop.history`
 
-if TYPE_CHECKING:
-    from wnrl.signals import StopFlag
-    from wnrl.training.trainer import Trainer
-
 
 class AsyncLoop:
-    """One async run of a `Trainer` (see the module doc); `run()` returns the env step.
+    """One async run of a trainer (`LoopHost`; see the module doc); `run()` returns the env step.
 
     `history` keeps (env steps since learning start, updates since it) after every
     actor step and update, for tests and diagnostics: the last `HISTORY_LEN` only (a
     list of 200k pairs was ~8 MiB of RSS growth per 100k env steps in the soak test).
     """
 
-    def __init__(self, trainer: Trainer, stop: StopFlag, poll_s: float = 0.1,
+    def __init__(self, trainer: LoopHost, stop: StopFlag, poll_s: float = 0.1,
                  drain_log_s: float | None = None) -> None:
         self.t, self.stop, self.poll_s = trainer, stop, poll_s
         self.drain_log_s = DRAIN_LOG_S if drain_log_s is None else drain_log_s
@@ -244,6 +241,6 @@ class _Paused:
         self.loop._pause.clear()
 
 
-def async_loop(trainer: Trainer, stop: StopFlag) -> int:
+def async_loop(trainer: LoopHost, stop: StopFlag) -> int:
     """`train.mode=async`: run `trainer` with concurrent actor and learner threads."""
     return AsyncLoop(trainer, stop).run()

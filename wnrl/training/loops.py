@@ -1,8 +1,8 @@
 """Training loops: who acts and who learns when (`train.mode` picks one).
 
-A loop is `Loop`: `loop(trainer, stop) -> env step reached`, run until
-`train.total_steps`, `train.stop_return` or a stop signal; it owns its rate
-limiting and uses the trainer's public methods only (`wnrl.training.trainer`).
+A loop is `Loop` (`wnrl.training.loop_api`): `loop(trainer, stop) -> env step
+reached`, run until `train.total_steps`, `train.stop_return` or a stop signal; it
+owns its rate limiting and uses only what `LoopHost` lists of the trainer.
 
 - `sync_loop` (`sync`): one vector env step by the actor, its rows into the
   replay, then the updates the replay ratio makes due; deterministic per seed.
@@ -14,20 +14,12 @@ limiting and uses the trainer's public methods only (`wnrl.training.trainer`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from wnrl.signals import StopFlag
 from wnrl.training.async_loop import async_loop
-
-if TYPE_CHECKING:
-    from wnrl.training.trainer import Trainer
+from wnrl.training.loop_api import Loop, LoopHost
 
 
-class Loop(Protocol):
-    def __call__(self, trainer: Trainer, stop: StopFlag) -> int: ...
-
-
-def sync_loop(trainer: Trainer, stop: StopFlag) -> int:
+def sync_loop(trainer: LoopHost, stop: StopFlag) -> int:
     """Alternate one actor step and the updates it makes due; returns the env step."""
     actor, replay = trainer.parts.actor, trainer.parts.replay
     total, step = trainer.cfg.train.total_steps, actor.env_steps

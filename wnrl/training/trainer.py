@@ -1,7 +1,8 @@
 """The trainer: the learning steps and periodic work every training loop shares.
 
 A loop (`wnrl.training.loops`: sync, async; `wnrl.distributed.apex`: Ape-X)
-decides who acts and when; it calls the trainer's public methods for the rest:
+decides who acts and when; it calls the trainer's public methods for the rest
+(the ones `wnrl.training.loop_api.LoopHost` lists):
 
     transition, episodes = trainer.act(step)       # one actor step (EnvError on failure)
     trainer.record_episodes(episodes, step)        # log games, stop-return window
@@ -89,7 +90,8 @@ class Trainer:
 
     def reached_stop_return(self) -> bool:
         target, window = self.cfg.train.stop_return, self.recent_returns
-        return target is not None and len(window) == window.maxlen and np.mean(window) >= target
+        return (target is not None and len(window) == window.maxlen
+                and bool(np.mean(window) >= target))
 
     # ---- learning -------------------------------------------------------------------------
     def initialize(self) -> None:
