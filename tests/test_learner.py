@@ -172,6 +172,25 @@ def test_weights_are_the_folded_online_network_on_cpu_without_sharing() -> None:
     assert not torch.equal(learner.online[0].weight, torch.zeros_like(learner.online[0].weight))
 
 
+@pytest.mark.parametrize("norm", ["none", "weight", "weight+mean_only"])
+def test_shared_weights_are_the_same_values_and_load_into_an_actor_as_copies(norm: str) -> None:
+    torch.manual_seed(0)
+    learner = Learner(make_q_network((4,), 3, norm=norm), cfg())
+    learner.update(make_batch())
+    copied, shared = learner.weights(), learner.weights(share=True)
+    assert shared.keys() == copied.keys()
+    assert all(torch.equal(shared[k], copied[k]) for k in copied)
+    own = {t.untyped_storage().data_ptr() for t in learner.online.state_dict().values()}
+    shares = {k for k, t in shared.items() if t.untyped_storage().data_ptr() in own}
+    # everything is a view of the learner's tensors but a WN weight, computed afresh
+    assert shares == {k for k in copied if norm == "none" or not k.endswith(".weight")}
+    assert not {k for k, t in copied.items() if t.untyped_storage().data_ptr() in own}
+    acting = fold_weight_norm(learner.online)
+    acting.load_state_dict(shared)
+    learner.update(make_batch(seed=1))  # the actor's weights stay what they were
+    assert all(torch.equal(acting.state_dict()[k], copied[k]) for k in copied)
+
+
 def test_state_dict_round_trip_continues_identically() -> None:
     a = Learner(bn_net(0), cfg(optimizer="adamax", target_update_period=2))
     for k in range(3):

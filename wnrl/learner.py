@@ -255,13 +255,20 @@ class Learner:
         return grad_norm
 
     @torch.no_grad()
-    def weights(self, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    def weights(self, device: str | torch.device = "cpu", *,
+                share: bool = False) -> dict[str, Tensor]:
         """The online network folded to plain layers (`fold_weight_norm`), as a state dict
         on `device` (default the CPU: what checkpoints and other processes take) that
         shares no storage with the learner (`folded_state_dict` copies): what
         `Actor.set_weights` loads. An actor on the learner's GPU takes them there, with no
-        round trip through the host."""
-        return {k: v.to(device) for k, v in folded_state_dict(self.online).items()}
+        round trip through the host.
+
+        `share=True` skips the copy of the tensors that are not WN weights where they are
+        already on `device`: they stay views of the learner's. Only for a caller that
+        copies them before the next update (`Actor.set_weights` in the same thread); it
+        saves an allocation and a pass over the weights at every actor weight sync."""
+        return {k: v.to(device) for k, v in folded_state_dict(self.online,
+                                                              clone=not share).items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Online and target networks, optimizer state and the update counter."""

@@ -174,10 +174,12 @@ def is_weight_normalized(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def folded_state_dict(model: nn.Module) -> dict[str, Tensor]:
+def folded_state_dict(model: nn.Module, clone: bool = True) -> dict[str, Tensor]:
     """`fold_weight_norm(model).state_dict()` without copying the model: each WN layer's
-    `g`, `v` become its materialized `weight`; every tensor is a fresh copy detached
-    from `model` (about 1% of the fold's cost for a Nature CNN, measured on CPU)."""
+    `g`, `v` become its materialized `weight` (about 1% of the fold's cost for a Nature
+    CNN, measured on CPU). Every tensor is detached from `model`; with `clone=False` the
+    ones that are not WN weights are views of `model`'s own (no clone), for a caller that
+    copies them at once (`load_state_dict` in the same process)."""
     wn = {name: m for name, m in model.named_modules() if isinstance(m, _WeightNorm)}
     out: dict[str, Tensor] = {}
     for key, value in model.state_dict().items():
@@ -186,7 +188,7 @@ def folded_state_dict(model: nn.Module) -> dict[str, Tensor]:
             if leaf == "v":
                 out[f"{owner}.weight" if owner else "weight"] = wn[owner].weight.detach()
             continue
-        out[key] = value.detach().clone()
+        out[key] = value.detach().clone() if clone else value.detach()
     return out
 
 

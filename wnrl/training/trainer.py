@@ -106,9 +106,11 @@ class Trainer:
         self.log.message(f"data-dependent init on {len(x)} replay observations")
 
     def sync_weights(self) -> None:
-        """Hand the actor the learner's folded weights, on the actor's device."""
+        """Hand the actor the learner's folded weights, on the actor's device. Called where
+        the learner does not update (the sync loop, or the async loop's actor thread while
+        the learner pauses), so the actor may copy from views of the learner's tensors."""
         actor = self.parts.actor
-        actor.set_weights(self.parts.learner.weights(actor.device))
+        actor.set_weights(self.parts.learner.weights(actor.device, share=True))
 
     def beta(self, step: int) -> float:
         """Prioritized replay's importance-sampling exponent at `step`."""
