@@ -3,8 +3,8 @@
 See `wnrl.experiments.benchmark`.
 
     python scripts/benchmark.py [--quick] [--device cpu|cuda] [--game pong] [--num-envs 8]
-        [--repeats 7] [--measure-steps 20000] [--learning-starts 5000] [--no-peer]
-        [--modes eager-fp32 compiled-bf16 eager-bf16-graph ...] [--compile auto]
+        [--repeats 7] [--measure-steps 20000] [--e2e-chunks 4] [--learning-starts 5000]
+        [--no-peer] [--modes eager-fp32 compiled-bf16 eager-bf16-graph ...] [--compile auto]
         [--precision auto] [--cuda-graph false] [--sections learner e2e ...]
         [--json benchmark.json]
 """
@@ -25,18 +25,31 @@ from wnrl.experiments.benchmark import (
 )
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="about a minute: fewer, shorter runs")
     p.add_argument("--device", help="cpu | cuda | auto")
     p.add_argument("--game", help="Atari game (default pong)")
-    p.add_argument("--num-envs", type=int, help="envs in the vector env")
-    p.add_argument("--batch-sizes", type=int, nargs="+", help="learner batch sizes")
-    p.add_argument("--repeats", type=int, help="interleaved rounds per timing (median)")
+    p.add_argument("--num-envs", type=positive, help="envs in the vector env")
+    p.add_argument("--batch-sizes", type=positive, nargs="+", help="learner batch sizes")
+    p.add_argument("--repeats", type=positive, help="interleaved rounds per timing (median)")
     p.add_argument("--env-seconds", type=float, help="seconds of raw env stepping")
-    p.add_argument("--replay-capacity", type=int, help="end-to-end and peer buffer size")
-    p.add_argument("--learning-starts", type=int, help="env steps before updates")
-    p.add_argument("--measure-steps", type=int, help="env steps timed after learning starts")
+    p.add_argument("--replay-capacity", type=positive, help="end-to-end and peer buffer size")
+    p.add_argument("--learning-starts", type=positive, help="env steps before updates")
+    p.add_argument("--measure-steps", type=positive, help="env steps timed after learning starts")
+    p.add_argument("--e2e-chunks", type=positive,
+                   help="parts each end-to-end run is timed in, the bound measured between")
     p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"])
     p.add_argument("--no-peer", action="store_true", help="skip Stable-Baselines3")
     p.add_argument("--modes", nargs="+",

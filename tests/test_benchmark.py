@@ -52,6 +52,11 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
         e = res[f"e2e_{mode}"]
         assert e["env_steps"] >= 64 and e["env_steps_per_s"] > 0
         assert e["updates_per_env_step"] == pytest.approx(0.25, abs=0.1)
+        assert len(e["chunks"]) == BenchConfig.quick().e2e_chunks
+        assert sum(c["env_steps"] for c in e["chunks"]) == e["env_steps"]
+        ratios = sorted(c["ratio_to_bound"] for c in e["chunks"])
+        assert e["ratio_to_bound"] == pytest.approx((ratios[1] + ratios[2]) / 2)
+    assert len(res["bound"]["runs"]) == 2 * (BenchConfig.quick().e2e_chunks + 1)
     if peer_available():
         assert res["peer"]["env_steps"] >= 64 and res["peer"]["wnrl_ratio"] > 0
     table = format_table(res)
@@ -85,3 +90,15 @@ def test_learners_and_actor_nets_live_on_the_chosen_device() -> None:
     assert {p.device.type for p in parts.learner.online.parameters()} == {dev}
     assert {p.device.type for p in parts.learner.target_net.parameters()} == {dev}
     parts.env.close()
+
+
+@pytest.mark.parametrize("args", [["--measure-steps", "0"], ["--e2e-chunks", "x"],
+                                  ["--batch-sizes", "32", "-1"]])
+def test_bad_numbers_are_refused_with_exit_code_2(args: list[str],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and err.startswith("benchmark.py: error: argument")

@@ -26,6 +26,7 @@ class BenchConfig:
     replay_capacity: int = 100_000  # end-to-end and peer buffer size (transitions)
     learning_starts: int = 5_000  # env steps before updates (end-to-end and peer)
     measure_steps: int = 10_000  # env steps timed after learning starts
+    e2e_chunks: int = 4  # parts an end-to-end run is timed in, the bound measured between
     target_update_period: int = 1_000  # updates
     agent: str = "wn_dqn"
     peer: bool = True

@@ -6,7 +6,10 @@
    included) in the sync and async loops, over `measure_steps` env steps after
    learning starts, counted at the replay ratio the updates done cover.
 
-The bound is measured right before and after each end-to-end run (the load drifts).
+The machine's speed drifts by ~10% within minutes, so each end-to-end run is timed
+in `e2e_chunks` parts with the bound measured before, between and after them: a
+part's ratio to the bound is its rate over the mean of the bounds on either side,
+and the run's ratio is the median over its parts.
 """
 
 from __future__ import annotations
@@ -70,25 +73,42 @@ class _StopAt:
         return 1 if self.actor.env_steps >= self.steps else None
 
 
-def bench_end_to_end(bc: BenchConfig, mode: str) -> dict[str, Any]:
-    """6. env steps/s over `measure_steps` env steps after learning starts (and the init)."""
+def bench_end_to_end(bc: BenchConfig, mode: str,
+                     between: Callable[[], object] = lambda: None) -> dict[str, Any]:
+    """6. env steps/s over `measure_steps` env steps after learning starts (and the init),
+    timed in `bc.e2e_chunks` parts, `between()` called (untimed) before, between and after
+    them. `chunks` lists each part's figures."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = e2e_config(bc, mode, tmp)
         trainer = Trainer(cfg, Path(tmp), build(cfg))
         trainer.log = RunLogger(Path(tmp), cfg.train.total_steps, progress=False)
         actor, loop = trainer.parts.actor, LOOPS[mode]
         loop(trainer, _StopAt(actor, bc.learning_starts + 4 * bc.num_envs))  # incl. first update
-        s0, u0, t0 = actor.env_steps, trainer.parts.learner.num_updates, time.perf_counter()
-        loop(trainer, _StopAt(actor, s0 + bc.measure_steps))
-        dt = time.perf_counter() - t0
-        steps, updates = actor.env_steps - s0, trainer.parts.learner.num_updates - u0
+        per_chunk = max(bc.num_envs, bc.measure_steps // bc.e2e_chunks)
+        chunks = []
+        for _ in range(bc.e2e_chunks):
+            between()
+            s0, u0, t0 = actor.env_steps, trainer.parts.learner.num_updates, time.perf_counter()
+            loop(trainer, _StopAt(actor, s0 + per_chunk))
+            dt = time.perf_counter() - t0
+            chunks.append(_rates(actor.env_steps - s0, trainer.parts.learner.num_updates - u0,
+                                 dt, cfg.train.updates_per_step))
+        between()
         trainer.parts.env.close()
         trainer.log.close()
-    # the actor may run ahead of the ratio by the async tolerance: count only the env
-    # steps the updates done cover, so both modes are compared at the same replay ratio
-    covered = min(steps, updates / cfg.train.updates_per_step)
-    return {"env_steps_per_s": covered / dt, "raw_env_steps_per_s": steps / dt,
-            "updates_per_env_step": updates / steps, "env_steps": steps, "seconds": dt}
+    steps, updates = sum(c["env_steps"] for c in chunks), sum(c["updates"] for c in chunks)
+    return {**_rates(steps, updates, sum(c["seconds"] for c in chunks),
+                     cfg.train.updates_per_step), "chunks": chunks}
+
+
+def _rates(steps: int, updates: int, seconds: float, ratio: float) -> dict[str, Any]:
+    """Rates of `steps` env steps and `updates` updates in `seconds`. The async actor may
+    run ahead of the ratio by its tolerance: `env_steps_per_s` counts only the env steps
+    the updates done cover, so both modes are compared at the same replay ratio."""
+    covered = min(steps, updates / ratio)
+    return {"env_steps_per_s": covered / seconds, "raw_env_steps_per_s": steps / seconds,
+            "updates_per_env_step": updates / steps, "env_steps": steps, "updates": updates,
+            "seconds": seconds}
 
 
 class Bound:
@@ -110,18 +130,22 @@ class Bound:
 
 
 def bench_e2e_and_bound(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    """5. and 6.: the bound measured right before and after each end-to-end run."""
+    """5. and 6.: the bound measured before, between and after each end-to-end run's parts."""
     res: dict[str, Any] = {}
     bound = Bound(bc)
-    bounds = [bound.measure()]
+    every: list[float] = []
     for mode in ("sync", "async"):
         log(f"measuring end-to-end {mode} ...")
-        e2e = bench_end_to_end(bc, mode)
-        bounds.append(bound.measure())
-        e2e["bound_env_steps_per_s"] = (bounds[-2] + bounds[-1]) / 2
-        e2e["ratio_to_bound"] = e2e["env_steps_per_s"] / e2e["bound_env_steps_per_s"]
+        bounds: list[float] = []
+        e2e = bench_end_to_end(bc, mode, between=lambda b=bounds: b.append(bound.measure()))
+        for chunk, before, after in zip(e2e["chunks"], bounds, bounds[1:]):
+            chunk["bound_env_steps_per_s"] = (before + after) / 2
+            chunk["ratio_to_bound"] = chunk["env_steps_per_s"] / chunk["bound_env_steps_per_s"]
+        e2e["bound_env_steps_per_s"] = statistics.median(bounds)
+        e2e["ratio_to_bound"] = statistics.median(c["ratio_to_bound"] for c in e2e["chunks"])
         res[f"e2e_{mode}"] = e2e
+        every += bounds
     res["bound"] = {"agent": bc.agent, "mode": bound.learner.mode,
-                    "env_steps_per_s": statistics.median(bounds),
-                    "updates_per_s": statistics.median(bounds) / 4, "runs": bounds}
+                    "env_steps_per_s": statistics.median(every),
+                    "updates_per_s": statistics.median(every) / 4, "runs": every}
     return res
