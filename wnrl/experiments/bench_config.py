@@ -31,7 +31,7 @@ class BenchConfig:
     agent: str = "wn_dqn"
     peer: bool = True
     compile: str = "auto"  # learner mode of the bound and end-to-end runs: LearnerConfig's
-    precision: str = "fp32"  # defaults; --precision auto gives the Pong recipe's mode
+    precision: str = "auto"  # defaults (the default mode: compiled bf16 where native)
     cuda_graph: str = "false"  # of the bound and end-to-end runs (LearnerConfig's)
     actor_device: str = "auto"  # end-to-end runs' actor (ActorConfig.device)
     modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
