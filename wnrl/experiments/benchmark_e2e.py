@@ -54,10 +54,16 @@ def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
                               compile=bc.compile, precision=bc.precision,
                               cuda_graph=bc.cuda_graph),
         actor=ActorConfig(eps_start=0.01, eps_end=0.01, device=bc.actor_device),
-        train=TrainConfig(total_steps=bc.learning_starts + bc.measure_steps + 10 * bc.num_envs,
+        train=TrainConfig(total_steps=bc.learning_starts + bc.e2e_chunks * chunk_steps(bc)
+                          + (10 + bc.e2e_chunks) * bc.num_envs,
                           learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
                           eval_period=0, noise_period=0, checkpoint_period=10**9,
                           log_period=10**9, runs_dir=runs_dir))
+
+
+def chunk_steps(bc: BenchConfig) -> int:
+    """Env steps timed per part of an end-to-end run (at least one vector step)."""
+    return max(bc.num_envs, bc.measure_steps // bc.e2e_chunks)
 
 
 class _StopAt:
@@ -84,7 +90,7 @@ def bench_end_to_end(bc: BenchConfig, mode: str,
         trainer.log = RunLogger(Path(tmp), cfg.train.total_steps, progress=False)
         actor, loop = trainer.parts.actor, LOOPS[mode]
         loop(trainer, _StopAt(actor, bc.learning_starts + 4 * bc.num_envs))  # incl. first update
-        per_chunk = max(bc.num_envs, bc.measure_steps // bc.e2e_chunks)
+        per_chunk = chunk_steps(bc)
         chunks = []
         for _ in range(bc.e2e_chunks):
             between()

@@ -107,8 +107,9 @@ class Trainer:
 
     def sync_weights(self) -> None:
         """Hand the actor the learner's folded weights, on the actor's device. Called where
-        the learner does not update (the sync loop, or the async loop's actor thread while
-        the learner pauses), so the actor may copy from views of the learner's tensors."""
+        the learner does not update until the actor has taken them (the sync loop; the
+        async loop's actor thread while the learner pauses; Ape-X's driver, whose pool
+        copies them into Ray's object store), so they may be views of the learner's."""
         actor = self.parts.actor
         actor.set_weights(self.parts.learner.weights(actor.device, share=True))
 
