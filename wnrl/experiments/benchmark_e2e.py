@@ -6,7 +6,7 @@
    included) in the sync and async loops, over `measure_steps` env steps after
    learning starts, counted at the replay ratio the updates done cover.
 
-The machine's speed drifts by ~10% within minutes, so each end-to-end run is timed
+The machine's speed drifts by 10-20% within minutes, so each end-to-end run is timed
 in `e2e_chunks` parts with the bound measured before, between and after them: a
 part's ratio to the bound is its rate over the mean of the bounds on either side,
 and the run's ratio is the median over its parts.
