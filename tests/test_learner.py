@@ -315,14 +315,22 @@ def test_mode_values_are_validated(key: str, value: str) -> None:
         LearnerConfig(**{key: value})
 
 
-def test_bf16_refused_where_not_native(monkeypatch) -> None:
+def test_bf16_runs_emulated_where_not_native_with_one_note(monkeypatch) -> None:
+    """An explicit bf16 on a CPU without native bf16 runs (emulated) and says so in one
+    line; `auto` means fp32 there."""
     from wnrl import accel
-    from wnrl.config import ConfigError
 
     monkeypatch.setattr(accel, "_cpu_flags", lambda: frozenset({"avx2"}))
-    with pytest.raises(ConfigError, match="learner.precision=bf16 cannot run natively"):
-        Learner(make_q_network((6,), 3), cfg(precision="bf16"))
-    assert accel.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    learner = Learner(make_q_network((6,), 3), cfg(precision="bf16"))
+    assert learner.precision == "bf16" and learner.mode == "eager bf16"
+    assert learner.notes == ["learner.precision=bf16: this CPU has no native bf16 "
+                             "(avx512_bf16 or AMX), so it is emulated and slower than fp32"]
+    assert "\n" not in learner.compile_note
+    assert np.isfinite(learner.update(make_batch(16, obs_shape=(6,), num_actions=3)).loss)
+    assert accel.resolve_precision("auto", torch.device("cpu")) == ("fp32", None)
+    monkeypatch.setattr(accel, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert accel.resolve_precision("auto", torch.device("cpu")) == ("bf16", None)
+    assert Learner(make_q_network((6,), 3), cfg(precision="bf16")).notes == []
 
 
 def test_cuda_graph_needs_cuda() -> None:

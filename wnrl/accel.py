@@ -6,8 +6,10 @@ refused with a one-line `ConfigError` before anything is written:
 
 - bf16 is *native* on a CPU with AVX512-BF16 or AMX (Linux `/proc/cpuinfo`
   flags `avx512_bf16`, `amx_bf16`) and on CUDA GPUs of compute capability 8.0
-  (Ampere) or newer. Elsewhere bf16 autocast would be emulated and slower than
-  fp32, so `auto` means fp32 there and `bf16` is an error.
+  (Ampere) or newer. Elsewhere bf16 autocast is emulated and slower than fp32,
+  so `auto` means fp32 there. An explicit `bf16` on a CPU without native bf16
+  runs emulated, with a note for the log saying so (the numerics are the same:
+  tests check them on every CPU); on an older GPU it is refused.
 - `torch.compile` (Inductor) needs a C++ compiler on CPU and Triton on CUDA.
 - A CUDA-graphed update (`learner.cuda_graph`) needs a CUDA device.
 """
@@ -53,16 +55,19 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`learner.precision` (fp32 | bf16 | auto) -> "fp32" or "bf16" on `device`."""
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | None]:
+    """`learner.precision` (fp32 | bf16 | auto) -> ("fp32" or "bf16" on `device`, note for
+    the log or None). An explicit bf16 on a CPU without native bf16 runs emulated (the note
+    says so); on a GPU below compute capability 8.0 it is a ConfigError."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return ("bf16" if native_bf16(device) else "fp32"), None
     if precision == "bf16" and not native_bf16(device):
-        what = ("a CPU without avx512_bf16 or AMX" if device.type == "cpu"
-                else f"{device} (needs CUDA compute capability >= 8.0)")
-        raise ConfigError(f"learner.precision=bf16 cannot run natively on {what}: "
-                          f"use fp32 or auto")
-    return precision
+        if device.type == "cpu":
+            return "bf16", ("learner.precision=bf16: this CPU has no native bf16 (avx512_bf16 "
+                            "or AMX), so it is emulated and slower than fp32")
+        raise ConfigError(f"learner.precision=bf16 cannot run natively on {device} (needs "
+                          f"CUDA compute capability >= 8.0): use fp32 or auto")
+    return precision, None
 
 
 def compiler_available(device: torch.device) -> str | None:

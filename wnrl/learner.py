@@ -140,8 +140,10 @@ class Learner:
         self.target_net = fold_weight_norm(self.target) if self._wn else self.target
         self.loss_fn: LossFn = make_loss(cfg) if loss_fn is None else loss_fn
         self._params = [p for p in self.online.parameters() if p.requires_grad]
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.compiled, self.compile_note = resolve_compile(cfg.compile, self.device)
+        self.precision, precision_note = resolve_precision(cfg.precision, self.device)
+        self.compiled, compile_note = resolve_compile(cfg.compile, self.device)
+        # one-line notes on how the modes were resolved, for the run's log
+        self.notes: list[str] = [n for n in (precision_note, compile_note) if n]
         self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device)
         self.optimizer = make_optimizer(self._params, cfg, self.compiled, self.graphed)
         self._graph: GraphedUpdate | None = None  # captured at the first graphed update
@@ -168,6 +170,11 @@ class Learner:
         `eager bf16 graph` (CUDA-graphed)."""
         return f"{'compiled' if self.compiled else 'eager'} {self.precision}" \
             + (" graph" if self.graphed else "")
+
+    @property
+    def compile_note(self) -> str | None:
+        """The `notes` as one line for the log, or None."""
+        return "; ".join(self.notes) or None
 
     @property
     def num_updates(self) -> int:
