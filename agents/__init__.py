@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 
-from wnrl.agents import bn_dqn, dqn, wn_dqn, wn_mobn_dqn
+from wnrl.agents import bn_dqn, dqn, ln_dqn, wn_dqn, wn_mobn_dqn
 
 from wnrl.errors import ConfigError
 from wnrl.recipe import AgentRecipe
 
 AGENTS: dict[str, AgentRecipe] = {
-    r.name: r for r in (dqn.RECIPE, wn_dqn.RECIPE, bn_dqn.RECIPE, wn_mobn_dqn.RECIPE)
+    r.name: r for r in (dqn.RECIPE, wn_dqn.RECIPE, bn_dqn.RECIPE, wn_mobn_dqn.RECIPE,
+                        ln_dqn.RECIPE)
 }
 
 

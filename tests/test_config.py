@@ -125,7 +125,7 @@ def test_minatar_agent_configs_differ_only_in_the_agent() -> None:
     """The MinAtar study compares norms: everything but the agent (its norm) is shared."""
     root = Path(__file__).parent.parent / "configs"
     dicts = {a: to_dict(load_config(root / f"minatar_{a}.yaml"))
-             for a in ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")}
+             for a in ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn", "ln_dqn")}
     assert {d.pop("agent") for d in dicts.values()} == set(dicts)
     first = dicts["dqn"]
     assert all(d == first for d in dicts.values())

@@ -17,7 +17,8 @@ IMAGE, VECTOR, MINATAR = (4, 84, 84), (6,), (2, 4, 10, 10)  # MinAtar: 2 stacked
 OBS = pytest.mark.parametrize("obs_shape", [IMAGE, VECTOR, MINATAR], ids=["cnn", "mlp", "minatar"])
 GRIDS = pytest.mark.parametrize("obs_shape", [IMAGE, MINATAR], ids=["cnn", "minatar"])
 NORM = pytest.mark.parametrize("norm", NORMS)
-BATCH_DEPENDENT = {"none": False, "weight": False, "batch": True, "weight+mean_only": True}
+BATCH_DEPENDENT = {"none": False, "weight": False, "batch": True, "weight+mean_only": True,
+                   "layer": False}
 A = 5
 
 
@@ -41,7 +42,7 @@ def _net(obs_shape: tuple[int, ...], norm: str, dueling: bool = False, **kw) -> 
 def test_norm_table_covers_the_recipe_norms_and_rejects_others() -> None:
     assert tuple(NORM_KINDS) == NORMS
     with pytest.raises(ValueError, match="weight\\+mean_only"):
-        make_q_network(IMAGE, A, norm="layer")
+        make_q_network(IMAGE, A, norm="group")
     with pytest.raises(ValueError, match="obs_shape"):
         make_q_network((84, 84), A)
     with pytest.raises(ValueError, match="too small"):
@@ -62,17 +63,19 @@ def test_output_shape_dtype_and_layers(obs_shape: tuple, norm: str, dueling: boo
     n_plain = sum(type(m) in (nn.Linear, nn.Conv2d) for m in mods)
     n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in mods)
     n_mobn = sum(isinstance(m, MeanOnlyBatchNorm) for m in mods)
-    expected = {  # (WN layers, plain layers, batch norms, mean-only BNs)
-        "none": (0, hidden + heads, 0, 0),
-        "weight": (hidden + heads, 0, 0, 0),
-        "batch": (0, hidden + heads, hidden, 0),
-        "weight+mean_only": (hidden + heads, 0, 0, hidden),
+    n_ln = sum(isinstance(m, (nn.LayerNorm, nn.GroupNorm)) for m in mods)
+    expected = {  # (WN layers, plain layers, batch norms, mean-only BNs, layer norms)
+        "none": (0, hidden + heads, 0, 0, 0),
+        "weight": (hidden + heads, 0, 0, 0, 0),
+        "batch": (0, hidden + heads, hidden, 0, 0),
+        "weight+mean_only": (hidden + heads, 0, 0, hidden, 0),
+        "layer": (0, hidden + heads, 0, 0, hidden),
     }[norm]
-    assert (n_wn, n_plain, n_bn, n_mobn) == expected
-    if norm in ("batch", "weight+mean_only"):  # a layer followed by a norm has no bias
+    assert (n_wn, n_plain, n_bn, n_mobn, n_ln) == expected
+    norms = (MeanOnlyBatchNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+    if norm in ("batch", "weight+mean_only", "layer"):  # a layer followed by a norm: no bias
         assert [m.bias is None for m in mods if hasattr(m, "bias") and not
-                isinstance(m, (MeanOnlyBatchNorm, nn.BatchNorm1d, nn.BatchNorm2d))] == \
-            [True] * hidden + [False] * heads
+                isinstance(m, norms)] == [True] * hidden + [False] * heads
 
 
 def test_image_scaling_and_stack_depth_and_mlp_sizes() -> None:

@@ -1,5 +1,5 @@
 """Q-networks: the Nature DQN CNN for images, the MinAtar CNN for MinAtar grids and an MLP
-for vectors, in four norm kinds.
+for vectors, in five norm kinds.
 
 `make_q_network(obs_shape, num_actions, norm=..., dueling=...)` builds a
 `QNetwork`: obs -> float32[B, A]. The norm kind (`wnrl.recipe.NORMS`) decides
@@ -9,6 +9,7 @@ how every hidden conv/linear layer is built, through one table (`NORM_KINDS`):
     weight            WNConv2d / WNLinear (with bias)                    -> ReLU
     batch             Conv2d / Linear (no bias) -> BatchNorm2d / 1d      -> ReLU
     weight+mean_only  WNConv2d / WNLinear (no bias) -> MeanOnlyBatchNorm -> ReLU
+    layer             Conv2d / Linear (no bias) -> GroupNorm(1, C) / LayerNorm -> ReLU
 
 The Q head (one linear layer, or value and advantage layers for the dueling
 head) has no norm after it. It is a plain `nn.Linear` for `none` / `batch`, and
@@ -17,7 +18,13 @@ whole network is weight-normalized, as in the paper, and `data_dependent_init`
 starts the Q-values at mean 0, std 0.1 over the init batch, close to the small
 initial Q-values of a plainly initialized head, instead of std 1.
 
-With `weight` and `none` a state's Q-values do not depend on the rest of the
+`layer` is layer normalization (Ba et al. 2016), the batch-independent normalization
+of recent value-based work such as PQN (Gallici et al. 2024): each example's hidden
+units are normalized over that example alone (all of a conv layer's channels and
+positions: `GroupNorm` with one group, i.e. a LayerNorm over (C, H, W) with a per-channel
+scale and shift; `LayerNorm` over the features of a linear layer).
+
+With `weight`, `none` and `layer` a state's Q-values do not depend on the rest of the
 batch in any mode; with `batch` and `weight+mean_only` they do in training mode
 (batch statistics), not in eval mode (running statistics).
 """
@@ -53,6 +60,11 @@ class NormKind:
     head: Callable[[int, int], nn.Module]  # (in_features, out_features) -> output layer
 
 
+def _layer_norm_2d(channels: int) -> nn.Module:
+    """LayerNorm over (C, H, W) of float[B, C, H, W], per-channel affine."""
+    return nn.GroupNorm(1, channels)
+
+
 def _wn_head(in_features: int, out_features: int) -> nn.Module:
     return WNLinear(in_features, out_features, init_scale=HEAD_INIT_SCALE)
 
@@ -63,6 +75,7 @@ NORM_KINDS: dict[str, NormKind] = {
     "batch": NormKind(nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.Linear),
     "weight+mean_only": NormKind(WNConv2d, WNLinear, MeanOnlyBatchNorm, MeanOnlyBatchNorm,
                                  _wn_head),
+    "layer": NormKind(nn.Conv2d, nn.Linear, _layer_norm_2d, nn.LayerNorm, nn.Linear),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NORMS = ("none", "weight", "batch", "weight+mean_only")
+NORMS = ("none", "weight", "batch", "weight+mean_only", "layer")
 
 
 @dataclass(frozen=True)
