@@ -237,9 +237,13 @@ def test_cluster_too_small_is_refused_in_one_line(local_ray, tmp_path):
 
 # ---- Ray: two simulated nodes ----------------------------------------------------------------
 
-def test_workers_are_placed_on_both_nodes_of_a_cluster(ray_env, tmp_path):
+def test_workers_are_placed_on_both_nodes_of_a_cluster(ray_env, tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
+    # Ray writes the cluster's address under its default temp dir, which need not exist
+    # on a fresh machine (/tmp/ray): keep everything in this module's own temp dir
+    monkeypatch.setenv("RAY_TMPDIR", ray_env)
+    os.makedirs(os.path.join(ray_env, "ray"), exist_ok=True)
     if ray.is_initialized():
         ray.shutdown()  # the module's local instance
     nodes = Cluster(initialize_head=True, head_node_args={
