@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-steps", type=positive, help="env steps timed after learning starts")
     p.add_argument("--e2e-chunks", type=positive,
                    help="parts each end-to-end run is timed in, the bound measured between")
-    p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"])
-    p.add_argument("--no-peer", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument("--agent", choices=["dqn", "wn_dqn", "wn_mobn_dqn"],
+                   help="agent of the bound and e2e runs (default wn_dqn; the peer section "
+                        "always runs dqn, and with --agent dqn its runs are the e2e ones)")
+    p.add_argument("--no-peer", action="store_true",
+                   help="skip Stable-Baselines3 (the peer section: SB3 as RL Zoo runs it, "
+                        "and with wnrl's envs, network and update ratio)")
     p.add_argument("--modes", nargs="+",
                    choices=[f"{c}-{q}{g}" for g in ("", "-graph") for c in ("eager", "compiled")
                             for q in ("fp32", "bf16")],

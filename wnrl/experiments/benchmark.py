@@ -16,7 +16,9 @@ repeats. The seven measurements:
 4. raw env steps/s of the Atari vector env;
 5. the learner-only bound: updates/s x env steps per update, in the default mode;
 6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
-7. the peer (Stable-Baselines3 DQN, `wnrl.experiments.benchmark_peer`) on the same settings.
+7. against the peer, Stable-Baselines3 DQN, both as its users run it and with wnrl's
+   envs, network and update ratio, wnrl's `dqn` sync and async apart, each run against
+   its own bound (`wnrl.experiments.benchmark_vs_peer`).
 
 `BenchConfig.sections` picks some of them (learner, actor, replay, env, e2e, peer;
 e2e includes the bound).
@@ -45,6 +47,7 @@ from wnrl.config import (
 )
 from wnrl.experiments.bench_config import OBS, BenchConfig, random_batch
 from wnrl.experiments.benchmark_e2e import bench_e2e_and_bound
+from wnrl.experiments.benchmark_vs_peer import as_e2e
 from wnrl.learner import Learner
 from wnrl.networks import make_q_network
 from wnrl.nn import fold_weight_norm
@@ -182,27 +185,44 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         if name in wanted:
             log(f"measuring {name} ...")
             res[name] = fn(bc)
-    if "e2e" in wanted:
-        res.update(bench_e2e_and_bound(bc, log))
     if "peer" in wanted and bc.peer:
-        from wnrl.experiments.benchmark_peer import bench_peer
-
-        log("measuring the peer (Stable-Baselines3 DQN) ...")
-        res["peer"] = bench_peer(bc)
-        if res["peer"].get("env_steps_per_s") and "e2e_sync" in res:
-            best = max(res["e2e_sync"]["env_steps_per_s"], res["e2e_async"]["env_steps_per_s"])
-            res["peer"]["wnrl_ratio"] = best / res["peer"]["env_steps_per_s"]
+        res["peer"] = _peer(bc, log)
+        if "e2e" in wanted and bc.agent == "dqn" and "runs" in res["peer"]:
+            res.update(as_e2e(bc, res["peer"]))  # the same runs: not timed twice
+    if "e2e" in wanted and "bound" not in res:
+        res.update(bench_e2e_and_bound(bc, log))
     return res
 
 
+def _peer(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """7., or why it was skipped."""
+    from wnrl.experiments.benchmark_peer import peer_available
+
+    if not peer_available():
+        return {"skipped": "stable-baselines3 not installed (pip install -e '.[bench]')"}
+    from wnrl.experiments.benchmark_vs_peer import bench_vs_peer
+
+    return bench_vs_peer(bc, log)
+
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # reported
+
+
 def machine_info(bc: BenchConfig) -> dict[str, Any]:
+    """CPU model, family/model numbers and the SIMD flags that decide the learner's speed
+    (`CPU_FLAGS`), cores, torch and its threads, device."""
     info = Path("/proc/cpuinfo")
     lines = info.read_text().splitlines() if info.exists() else []
     cpu = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")),
                platform.processor())
+    flags = next((x.split(":", 1)[1].split() for x in lines if x.startswith("flags")), [])
+    family = {k: next((x.split(":", 1)[1].strip() for x in lines if x.split(":")[0].strip() == k),
+                      None) for k in ("cpu family", "model")}
     dev = resolve_device(bc.device)
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu, "cpu_family_model": [family["cpu family"], family["model"]],
+            "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+            "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu}
 
 
@@ -261,15 +281,16 @@ def format_table(res: dict[str, Any]) -> str:
     if "bound" in res:
         rows += _e2e_rows(res)
     p = res.get("peer")
-    if p and "env_steps_per_s" in p:
-        ratio = f"wnrl {p['wnrl_ratio']:.2f}x" if "wnrl_ratio" in p else ""
-        rows.append((f"peer SB3 {p['version']} DQN", f"{p['env_steps_per_s']:.0f} steps/s",
-                     ratio, ">= 2.5 (stretch 3)"))
+    if p and "runs" in p:
+        from wnrl.experiments.benchmark_vs_peer import peer_rows
+
+        rows += peer_rows(p)
     elif p:
         rows.append(("peer", p.get("skipped", "?"), "", ""))
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines.insert(1, "|---|---|---|---|")
     m = res["machine"]
-    return "\n".join(lines) + (f"\n\nCPU: {m['cpu']} ({m['cores']} cores), torch {m['torch']} "
+    return "\n".join(lines) + (f"\n\nCPU: {m['cpu']} ({m['cores']} cores; "
+                               f"{' '.join(m.get('cpu_flags', []))}), torch {m['torch']} "
                                f"({m['torch_threads']} threads), device {m['device']}"
                                + (f" ({m['gpu']})" if m["gpu"] else ""))

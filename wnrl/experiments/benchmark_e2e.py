@@ -7,9 +7,10 @@
    learning starts, counted at the replay ratio the updates done cover.
 
 The machine's speed drifts by 10-20% within minutes, so each end-to-end run is timed
-in `e2e_chunks` parts with the bound measured before, between and after them: a
-part's ratio to the bound is its rate over the mean of the bounds on either side,
-and the run's ratio is the median over its parts.
+in `e2e_chunks` parts with the bounds measured before, between and after them (a
+`Yardstick`: every side's learner, interleaved): a part's ratio to its side's bound is
+its rate over the mean of the bounds on either side, and the run's ratio is the median
+over its parts. The peer's runs (`benchmark_peer`) are timed by the same code.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +42,8 @@ from wnrl.networks import make_q_network
 from wnrl.timing import interleaved
 from wnrl.training import LOOPS, Trainer, build
 
+UPDATES_PER_STEP = 0.25  # the DQN default every run is timed at: one update per 4 env steps
+
 
 def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
     """DQN defaults (batch 32, one update per 4 env steps) with a fixed small epsilon."""
@@ -56,14 +59,26 @@ def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
         actor=ActorConfig(eps_start=0.01, eps_end=0.01, device=bc.actor_device),
         train=TrainConfig(total_steps=bc.learning_starts + bc.e2e_chunks * chunk_steps(bc)
                           + (10 + bc.e2e_chunks) * bc.num_envs,
-                          learning_starts=bc.learning_starts, updates_per_step=0.25, mode=mode,
-                          eval_period=0, noise_period=0, checkpoint_period=10**9,
+                          learning_starts=bc.learning_starts, updates_per_step=UPDATES_PER_STEP,
+                          mode=mode, eval_period=0, noise_period=0, checkpoint_period=10**9,
                           log_period=10**9, runs_dir=runs_dir))
 
 
 def chunk_steps(bc: BenchConfig) -> int:
     """Env steps timed per part of an end-to-end run (at least one vector step)."""
     return max(bc.num_envs, bc.measure_steps // bc.e2e_chunks)
+
+
+class Run(Protocol):
+    """A training run that can be advanced in parts: wnrl's (`WnrlRun`) or the peer's."""
+
+    num_envs: int
+
+    def advance(self, env_steps: int) -> tuple[int, int]:
+        """Train until at least `env_steps` more env steps are done -> (env steps, updates)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _StopAt:
@@ -79,32 +94,47 @@ class _StopAt:
         return 1 if self.actor.env_steps >= self.steps else None
 
 
-def bench_end_to_end(bc: BenchConfig, mode: str,
-                     between: Callable[[], object] = lambda: None) -> dict[str, Any]:
-    """6. env steps/s over `measure_steps` env steps after learning starts (and the init),
-    timed in `bc.e2e_chunks` parts, `between()` called (untimed) before, between and after
-    them. `chunks` lists each part's figures."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = e2e_config(bc, mode, tmp)
-        trainer = Trainer(cfg, Path(tmp), build(cfg))
-        trainer.log = RunLogger(Path(tmp), cfg.train.total_steps, progress=False)
-        actor, loop = trainer.parts.actor, LOOPS[mode]
-        loop(trainer, _StopAt(actor, bc.learning_starts + 4 * bc.num_envs))  # incl. first update
-        per_chunk = chunk_steps(bc)
+class WnrlRun:
+    """A real wnrl training run (`build`, `Trainer`, the `mode` loop) at `e2e_config`."""
+
+    def __init__(self, bc: BenchConfig, mode: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory()
+        cfg = e2e_config(bc, mode, self._tmp.name)
+        self.trainer = Trainer(cfg, Path(self._tmp.name), build(cfg))
+        self.trainer.log = RunLogger(Path(self._tmp.name), cfg.train.total_steps, progress=False)
+        self.loop, self.num_envs = LOOPS[mode], bc.num_envs
+
+    def advance(self, env_steps: int) -> tuple[int, int]:
+        actor, learner = self.trainer.parts.actor, self.trainer.parts.learner
+        s0, u0 = actor.env_steps, learner.num_updates
+        self.loop(self.trainer, _StopAt(actor, s0 + env_steps))
+        return actor.env_steps - s0, learner.num_updates - u0
+
+    def close(self) -> None:
+        self.trainer.parts.env.close()
+        self.trainer.log.close()
+        self._tmp.cleanup()
+
+
+def time_in_parts(run: Run, bc: BenchConfig,
+                  between: Callable[[], object] = lambda: None) -> dict[str, Any]:
+    """6. env steps/s of `run` over `measure_steps` env steps after learning starts (and
+    its first update), timed in `bc.e2e_chunks` parts, `between()` called (untimed)
+    before, between and after them; closes `run`. `chunks` lists each part's figures."""
+    try:
+        run.advance(bc.learning_starts + 4 * run.num_envs)
         chunks = []
         for _ in range(bc.e2e_chunks):
             between()
-            s0, u0, t0 = actor.env_steps, trainer.parts.learner.num_updates, time.perf_counter()
-            loop(trainer, _StopAt(actor, s0 + per_chunk))
-            dt = time.perf_counter() - t0
-            chunks.append(_rates(actor.env_steps - s0, trainer.parts.learner.num_updates - u0,
-                                 dt, cfg.train.updates_per_step))
+            t0 = time.perf_counter()
+            steps, updates = run.advance(chunk_steps(bc))
+            chunks.append(_rates(steps, updates, time.perf_counter() - t0, UPDATES_PER_STEP))
         between()
-        trainer.parts.env.close()
-        trainer.log.close()
+    finally:
+        run.close()
     steps, updates = sum(c["env_steps"] for c in chunks), sum(c["updates"] for c in chunks)
-    return {**_rates(steps, updates, sum(c["seconds"] for c in chunks),
-                     cfg.train.updates_per_step), "chunks": chunks}
+    return {**_rates(steps, updates, sum(c["seconds"] for c in chunks), UPDATES_PER_STEP),
+            "chunks": chunks, "num_envs": run.num_envs}
 
 
 def _rates(steps: int, updates: int, seconds: float, ratio: float) -> dict[str, Any]:
@@ -117,41 +147,66 @@ def _rates(steps: int, updates: int, seconds: float, ratio: float) -> dict[str, 
             "seconds": seconds}
 
 
-class Bound:
-    """5. learner-only env steps/s: updates/s of the agent's network at batch 32 x 4, in
-    the benchmark's learner mode (one learner, compiled once, timed whenever asked)."""
+def wnrl_update(bc: BenchConfig, num_actions: int = 6) -> tuple[Learner, Callable[[], object]]:
+    """5. the learner of the bound (the agent's network at batch 32, the benchmark's
+    learner mode) and one update of it on a fixed random batch."""
+    learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
+                      LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
+                                    compile=bc.compile, precision=bc.precision,
+                                    cuda_graph=bc.cuda_graph))
+    batch = random_batch(np.random.default_rng(4), 32, num_actions)
+    return learner, lambda: learner.update(batch)
 
-    def __init__(self, bc: BenchConfig, num_actions: int = 6) -> None:
-        self.bc = bc
-        self.learner = Learner(make_q_network(OBS, num_actions, norm=get_agent(bc.agent).norm),
-                               LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
-                                             compile=bc.compile, precision=bc.precision,
-                                             cuda_graph=bc.cuda_graph))
-        self.batch = random_batch(np.random.default_rng(4), 32, num_actions)
 
-    def measure(self) -> float:
-        t = interleaved({"u": lambda: self.learner.update(self.batch)},
-                        self.bc.updates_per_round, self.bc.repeats)
-        return 4.0 / t["u"]
+class Yardstick:
+    """Learner-only bounds (env steps/s = 4 / seconds per update) of every side's learner,
+    measured interleaved whenever asked; `history` keeps every measurement."""
+
+    def __init__(self, bc: BenchConfig, updates: dict[str, Callable[[], object]]) -> None:
+        self.bc, self.updates = bc, updates
+        self.history: list[dict[str, float]] = []
+
+    def measure(self) -> dict[str, float]:
+        t = interleaved(self.updates, self.bc.updates_per_round, self.bc.repeats)
+        self.history.append({k: 4.0 / v for k, v in t.items()})
+        return self.history[-1]
+
+
+def against_bound(run: Run, side: str, bc: BenchConfig, yard: Yardstick) -> dict[str, Any]:
+    """`time_in_parts` with `yard` measured between the parts; each part and the run
+    compared to `side`'s bound. `yardstick`: every bound at every point of this run."""
+    first = len(yard.history)
+    e2e = time_in_parts(run, bc, between=yard.measure)
+    points = yard.history[first:]
+    bounds = [p[side] for p in points]
+    for chunk, before, after in zip(e2e["chunks"], bounds, bounds[1:]):
+        chunk["bound_env_steps_per_s"] = (before + after) / 2
+        chunk["ratio_to_bound"] = chunk["env_steps_per_s"] / chunk["bound_env_steps_per_s"]
+    e2e["bound_env_steps_per_s"] = statistics.median(bounds)
+    e2e["ratio_to_bound"] = statistics.median(c["ratio_to_bound"] for c in e2e["chunks"])
+    e2e["yardstick"] = points
+    return e2e
+
+
+def wnrl_runs(bc: BenchConfig, yard: Yardstick, side: str,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """6. the sync and async runs of `bc.agent`, each against the `side` bound of `yard`."""
+    res: dict[str, Any] = {}
+    for mode in ("sync", "async"):
+        log(f"measuring end-to-end {mode} ({bc.agent}) ...")
+        res[f"e2e_{mode}"] = against_bound(WnrlRun(bc, mode), side, bc, yard)
+    return res
+
+
+def bound_summary(bc: BenchConfig, mode: str, runs: list[float]) -> dict[str, Any]:
+    """5. as the results report it: every measurement of the bound and their median."""
+    return {"agent": bc.agent, "mode": mode, "env_steps_per_s": statistics.median(runs),
+            "updates_per_s": statistics.median(runs) / 4, "runs": runs}
 
 
 def bench_e2e_and_bound(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """5. and 6.: the bound measured before, between and after each end-to-end run's parts."""
-    res: dict[str, Any] = {}
-    bound = Bound(bc)
-    every: list[float] = []
-    for mode in ("sync", "async"):
-        log(f"measuring end-to-end {mode} ...")
-        bounds: list[float] = []
-        e2e = bench_end_to_end(bc, mode, between=lambda b=bounds: b.append(bound.measure()))
-        for chunk, before, after in zip(e2e["chunks"], bounds, bounds[1:]):
-            chunk["bound_env_steps_per_s"] = (before + after) / 2
-            chunk["ratio_to_bound"] = chunk["env_steps_per_s"] / chunk["bound_env_steps_per_s"]
-        e2e["bound_env_steps_per_s"] = statistics.median(bounds)
-        e2e["ratio_to_bound"] = statistics.median(c["ratio_to_bound"] for c in e2e["chunks"])
-        res[f"e2e_{mode}"] = e2e
-        every += bounds
-    res["bound"] = {"agent": bc.agent, "mode": bound.learner.mode,
-                    "env_steps_per_s": statistics.median(every),
-                    "updates_per_s": statistics.median(every) / 4, "runs": every}
-    return res
+    learner, update = wnrl_update(bc)
+    yard = Yardstick(bc, {"wnrl": update})
+    res = wnrl_runs(bc, yard, "wnrl", log)
+    return {**res, "bound": bound_summary(bc, learner.mode, [p["wnrl"] for p in yard.history])}

@@ -1,22 +1,38 @@
-"""The peer of the benchmark: Stable-Baselines3 DQN (`CnnPolicy`) on the same Atari settings.
+"""The benchmark's peer: Stable-Baselines3 DQN (`CnnPolicy`), two ways.
 
-Installed with the `bench` extra (`pip install -e ".[bench]"`). The peer plays
-`ALE/<Game>-v5` with frame skip 1 in the emulator and SB3's `AtariWrapper`
-(no-op starts, frame skip 4 with max-pool, life-loss terminals, reward
-clipping, 84x84 grayscale) with sticky actions 0.25 and a stack of 4 frames:
-the protocol wnrl trains with. It uses one env, as SB3's DQN Atari recipes do;
-the replay ratio (one update per 4 env steps), batch 32, buffer size, target
-period, learning start and a fixed epsilon of 0.01 match wnrl's end-to-end run,
-and the clock runs over the same number of env steps after learning starts.
+Installed with the `bench` extra (`pip install -e ".[bench]"`). Both ways play
+`ALE/<Game>-v5` with frame skip 1 in the emulator and SB3's `AtariWrapper` (no-op
+starts, frame skip 4 with max-pool, life-loss terminals, reward clipping, 84x84
+grayscale) with sticky actions 0.25 and a stack of 4 frames: the protocol wnrl
+trains with. `PEERS` names them:
+
+- `sb3_zoo`: as SB3's users run it, RL Zoo's Atari hyperparameters (`dqn.yml`,
+  `atari`): one env, `train_freq` 4, `gradient_steps` 1, batch 32, target update
+  every 1,000 env steps, lr 1e-4, SB3's default Adam;
+- `sb3_matched`: wnrl's settings where SB3 has them: `bc.num_envs` envs, one update
+  per 4 env steps (`peer_schedule`), wnrl's target period, and Adam with wnrl's
+  lr, betas, eps and fused kernel (`optimizer_kwargs`).
+
+Both: buffer `bc.replay_capacity`, `bc.learning_starts`, a fixed epsilon of 0.01
+(as wnrl's runs: every env step runs the forward), seed 0. `PeerRun` advances a
+model in parts (`learn(..., reset_num_timesteps=False)`) for
+`benchmark_e2e.time_in_parts`; `peer_update` is its learner-only bound.
 """
 
 from __future__ import annotations
 
-import time
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wnrl.config import LearnerConfig
 
 if TYPE_CHECKING:
     from wnrl.experiments.bench_config import BenchConfig
+
+PEERS = ("sb3_zoo", "sb3_matched")
 
 
 def peer_available() -> bool:
@@ -30,8 +46,10 @@ def peer_available() -> bool:
     return True
 
 
-def make_peer_env(game: str, seed: int) -> Any:
-    """SB3's Atari pipeline for `game` (a wnrl game name such as `pong`)."""
+def make_peer_env(game: str, seed: int, num_envs: int = 1) -> Any:
+    """SB3's Atari pipeline for `game` (a wnrl game name such as `pong`): `num_envs`
+    wrapper chains in a `DummyVecEnv` (RL Zoo's default), stacked 4, channels first
+    (what SB3 wraps a `CnnPolicy`'s env in by itself)."""
     import ale_py
     import gymnasium as gym
     from stable_baselines3.common.atari_wrappers import AtariWrapper
@@ -48,49 +66,79 @@ def make_peer_env(game: str, seed: int) -> Any:
         return AtariWrapper(env, noop_max=30, frame_skip=4, terminal_on_life_loss=True,
                             clip_reward=True)
 
-    venv = DummyVecEnv([make])
+    venv = DummyVecEnv([make] * num_envs)
     venv.seed(seed)
     return VecTransposeImage(VecFrameStack(venv, n_stack=4))
 
 
-def bench_peer(bc: BenchConfig) -> dict[str, Any]:
-    """Env steps/s of SB3 DQN over `bc.measure_steps` env steps after learning starts."""
-    if not peer_available():
-        return {"skipped": "stable-baselines3 not installed (pip install -e '.[bench]')"}
-    import torch
+def peer_schedule(num_envs: int, env_steps_per_update: int = 4) -> tuple[int, int]:
+    """SB3's (`train_freq` in vector steps, `gradient_steps`) that make one update per
+    `env_steps_per_update` env steps over `num_envs` envs: (1, 2) for 8 envs, (4, 1) for 1."""
+    common = math.gcd(num_envs, env_steps_per_update)
+    return env_steps_per_update // common, num_envs // common
+
+
+def peer_settings(bc: BenchConfig, peer: str) -> dict[str, Any]:
+    """The DQN constructor's arguments (JSON-ready) and its number of envs for `peer`."""
+    common = dict(buffer_size=bc.replay_capacity, learning_starts=bc.learning_starts,
+                  batch_size=32, exploration_initial_eps=0.01, exploration_final_eps=0.01,
+                  optimize_memory_usage=False, seed=0)
+    if peer == "sb3_zoo":  # rl-baselines3-zoo hyperparams/dqn.yml, `atari`
+        return {"num_envs": 1, **common, "learning_rate": 1e-4, "train_freq": 4,
+                "gradient_steps": 1, "target_update_interval": 1000, "gamma": 0.99,
+                "max_grad_norm": 10, "policy_kwargs": {}}
+    lc = LearnerConfig()
+    train_freq, gradient_steps = peer_schedule(bc.num_envs)
+    return {"num_envs": bc.num_envs, **common, "learning_rate": lc.lr,
+            "train_freq": train_freq, "gradient_steps": gradient_steps,
+            "target_update_interval": 4 * bc.target_update_period,  # env steps in SB3
+            "gamma": lc.gamma, "max_grad_norm": lc.max_grad_norm,
+            "policy_kwargs": {"optimizer_kwargs": {
+                "betas": (lc.beta1, lc.beta2), "eps": lc.eps, "fused": True}}}
+
+
+def make_peer(bc: BenchConfig, peer: str, env: Any) -> Any:
+    """An SB3 `DQN("CnnPolicy", env)` with `peer_settings`, logging to nowhere."""
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
-    class Clock(BaseCallback):
-        """Records the time at the learning start and at the end."""
+    kw = peer_settings(bc, peer)
+    kw.pop("num_envs")
+    model = DQN("CnnPolicy", env, device=bc.device, verbose=0, **kw)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.t0: float | None = None
-            self.t1 = 0.0
-            self.s0 = 0
 
-        def _on_step(self) -> bool:
-            if self.t0 is None and self.num_timesteps > bc.learning_starts:
-                self.t0, self.s0 = time.perf_counter(), self.num_timesteps
-            self.t1 = time.perf_counter()
-            return True
+class PeerRun:
+    """An SB3 DQN training run, advanced in parts (a `benchmark_e2e.Run`)."""
 
-    threads = torch.get_num_threads()
+    def __init__(self, bc: BenchConfig, peer: str) -> None:
+        self.num_envs = peer_settings(bc, peer)["num_envs"]
+        self.env = make_peer_env(bc.game, seed=0, num_envs=self.num_envs)
+        self.model = make_peer(bc, peer, self.env)
+
+    def advance(self, env_steps: int) -> tuple[int, int]:
+        s0, u0 = self.model.num_timesteps, self.model._n_updates
+        self.model.learn(total_timesteps=env_steps, reset_num_timesteps=False)
+        return self.model.num_timesteps - s0, self.model._n_updates - u0
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def peer_update(bc: BenchConfig, peer: str) -> Callable[[], object]:
+    """The peer's learner-only bound: one `DQN.train` gradient step of `peer`'s model on
+    a fixed batch of 32 random transitions (as wnrl's bound: no sampling)."""
     env = make_peer_env(bc.game, seed=0)
-    model = DQN("CnnPolicy", env, learning_rate=1e-4, buffer_size=bc.replay_capacity,
-                learning_starts=bc.learning_starts, batch_size=32, train_freq=4,
-                gradient_steps=1, target_update_interval=4 * bc.target_update_period,
-                exploration_initial_eps=0.01, exploration_final_eps=0.01,
-                optimize_memory_usage=False, device=bc.device, seed=0, verbose=0)
-    clock = Clock()
-    model.learn(total_timesteps=bc.learning_starts + bc.measure_steps + 1, callback=clock)
+    model = make_peer(bc, peer, env)
+    rng, shape = np.random.default_rng(4), env.observation_space.shape
+    buf = model.replay_buffer
+    for _ in range(32):
+        obs = rng.integers(0, 256, (1, *shape), dtype=np.uint8)
+        nxt = rng.integers(0, 256, (1, *shape), dtype=np.uint8)
+        buf.add(obs, nxt, rng.integers(0, env.action_space.n, (1, 1)),
+                rng.standard_normal(1).astype(np.float32), np.zeros(1, bool), [{}])
+    fixed = buf.sample(32)
+    buf.sample = lambda batch_size, env=None: fixed  # type: ignore[method-assign]
     env.close()
-    torch.set_num_threads(threads)  # SB3 may change it
-    assert clock.t0 is not None
-    steps = model.num_timesteps - clock.s0
-    import stable_baselines3
-
-    return {"env_steps_per_s": steps / (clock.t1 - clock.t0), "env_steps": steps,
-            "seconds": clock.t1 - clock.t0, "version": stable_baselines3.__version__,
-            "num_envs": 1}
+    return lambda: model.train(gradient_steps=1, batch_size=32)
