@@ -20,7 +20,10 @@ forwards, TD targets, weighted mean), whose backward AOTAutograd compiles with
 it, and the optimizer step (gradient-norm clip and the optimizer's update).
 With `compile` both are `torch.compile`d with `fullgraph=True`, so a graph
 break is an error, not a silent slowdown; the first call compiles (tens of
-seconds on a CPU: `warming_up` tells callers to announce it). With `bf16` the
+seconds on a CPU: `warming_up` tells callers to announce it). A compile that fails
+to build or load (a kernel library cut short in Inductor's cache by a killed run)
+never ends the run: `wnrl.compile_cache` repairs the cache or the update runs
+eagerly, and `pop_events` says which in one line. With `bf16` the
 network forwards run under bf16 autocast and return fp32 Q-values, so the
 weights, the optimizer state, the TD targets and loss, and the WN norm `||v||`
 (computed from the fp32 parameters outside any matmul) stay fp32.
@@ -44,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from wnrl import compile_cache
 from wnrl.accel import resolve_compile, resolve_cuda_graph, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
@@ -154,15 +158,28 @@ class Learner:
             self._loss_online = Autocast(self.online, self.device.type, torch.bfloat16)
             self._loss_target = Autocast(self.target_net, self.device.type, torch.bfloat16)
         self._raw_step = inspect.unwrap(type(self.optimizer).step)
+        self._set_step_functions()
+        self.warming_up = self.compiled or self.graphed  # the next update compiles/captures
+        self.compile_seconds: float | None = None
+        # what the first update found, one line each, for the log (`pop_events`)
+        self.events: list[str] = []
+
+    def _set_step_functions(self) -> None:
+        """The loss and optimizer step the update calls: compiled afresh (each learner, and
+        each recompile, its own code objects: see `_own_code`) or the plain methods."""
         self._loss_step: Callable[[TensorBatch], tuple[Tensor, ...]] = self._loss
         self._opt_step: Callable[[], Tensor] = self._optimizer_step
-        if self.compiled:  # each learner its own code objects (see `_own_code`)
+        if self.compiled:
             loss = torch.compile(_own_code(Learner._loss), fullgraph=True, dynamic=False)
             step = torch.compile(_own_code(Learner._optimizer_step), fullgraph=True,
                                  dynamic=False)
             self._loss_step, self._opt_step = partial(loss, self), partial(step, self)
-        self.warming_up = self.compiled or self.graphed  # the next update compiles/captures
-        self.compile_seconds: float | None = None
+
+    def pop_events(self) -> list[str]:
+        """The one-line events of the updates so far (a repaired compile cache, a fall back
+        to eager), each returned once."""
+        events, self.events = self.events, []
+        return events
 
     @property
     def mode(self) -> str:
@@ -214,13 +231,7 @@ class Learner:
         if self.target_net.training:
             self.target_net.eval()
         start = time.perf_counter()
-        if self.graphed:
-            if self._graph is None or not self._graph.fits(tb):
-                self._graph = GraphedUpdate(self._step, self.online, self.optimizer, tb)
-            out = self._graph.replay(tb)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            out = self._step(tb)
+        out = self._first_compiled(tb) if self.warming_up and self.compiled else self._run(tb)
         if self.warming_up:
             self.warming_up, self.compile_seconds = False, time.perf_counter() - start
         self._num_updates += 1
@@ -229,6 +240,40 @@ class Learner:
         host = out.cpu().numpy()
         return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
                              grad_norm=float(host[2]), td_abs=host[3:])
+
+    def _run(self, tb: TensorBatch) -> Tensor:
+        """One update on `tb` (graphed or not) -> `_step`'s float32[3 + B]."""
+        if self.graphed:
+            if self._graph is None or not self._graph.fits(tb):
+                self._graph = GraphedUpdate(self._step, self.online, self.optimizer, tb)
+            return self._graph.replay(tb)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._step(tb)
+
+    def _first_compiled(self, tb: TensorBatch) -> Tensor:
+        """The first compiled update, which compiles; if the compiled code fails to build or
+        load, `wnrl.compile_cache.first_compile` undoes it and runs it again (fresh cache,
+        then eager), each outcome one line in `events`."""
+        saved = self._snapshot()
+
+        def recompile(eager: bool) -> None:
+            self._restore(saved)
+            self.compiled = not eager
+            self._set_step_functions()
+
+        return compile_cache.first_compile(lambda: self._run(tb), recompile, self.events)
+
+    def _snapshot(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Copies of the online network's state and the optimizer's (what an update changes)."""
+        return (copy.deepcopy(self.online.state_dict()),
+                copy.deepcopy(self.optimizer.state_dict()))
+
+    def _restore(self, saved: tuple[dict[str, Tensor], dict[str, Any]]) -> None:
+        """Put back a `_snapshot`: weights, buffers and optimizer state, gradients cleared."""
+        self.online.load_state_dict(saved[0])
+        self.optimizer.load_state_dict(copy.deepcopy(saved[1]))
+        self.optimizer.zero_grad(set_to_none=True)
+        self._graph = None
 
     def _step(self, tb: TensorBatch) -> Tensor:
         """Loss, backward and optimizer step on gradients that start from None ->

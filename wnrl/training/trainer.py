@@ -151,6 +151,8 @@ class Trainer:
         m = learner.update(batch)
         if warming_up:
             self.log.message(f"learner update {verb}ed in {learner.compile_seconds:.1f} s")
+            for event in learner.pop_events():  # a repaired compile cache, a fall back
+                self.log.message(event)
         if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
             raise self.fail(NonFiniteError(
                 f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
