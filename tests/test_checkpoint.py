@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +86,62 @@ def test_latest_skips_damaged_and_ignores_temp_files(tmp_path: Path) -> None:
         ckpt.save(d / ckpt.checkpoint_name(step), {"step": step})
     (d / ckpt.checkpoint_name(30)).write_bytes(b"partial")
     (d / ".ckpt_000000000040.pt.abc.tmp").write_bytes(b"half-written")
-    path, state = ckpt.load_latest_valid(tmp_path / "run")
+    skipped: list[tuple[Path, str]] = []
+    path, state = ckpt.load_latest_valid(tmp_path / "run",
+                                         on_skip=lambda p, r: skipped.append((p, r)))
     assert state["step"] == 20 and path.name == ckpt.checkpoint_name(20)
-    ckpt.prune(d, keep=2)
-    assert [p.name for p in ckpt.list_checkpoints(d)] == [ckpt.checkpoint_name(s) for s in (20, 30)]
+    assert [p.name for p, _ in skipped] == [ckpt.checkpoint_name(30)]
+    assert str(d / ckpt.checkpoint_name(30)) in skipped[0][1] and "\n" not in skipped[0][1]
+    # a run directory given to `load` (as evaluate does) loads the newest readable one too
+    heard: list[Path] = []
+    assert ckpt.load(tmp_path / "run", on_skip=lambda p, r: heard.append(p))["step"] == 20
+    assert heard == [d / ckpt.checkpoint_name(30)]
+    # pruning keeps the 2 newest *readable* ones and sets the unreadable one aside
+    assert ckpt.prune(d, keep=2) == [d / (ckpt.checkpoint_name(30) + ckpt.UNREADABLE_SUFFIX)]
+    assert [p.name for p in ckpt.list_checkpoints(d)] == [ckpt.checkpoint_name(s) for s in (10, 20)]
+    assert (d / (ckpt.checkpoint_name(30) + ckpt.UNREADABLE_SUFFIX)).read_bytes() == b"partial"
     assert not list(d.glob("*.tmp"))
+
+
+def test_prune_never_deletes_a_readable_checkpoint_while_keeping_an_unreadable_one(
+        tmp_path: Path) -> None:
+    """keep 1; the newest by step is cut in half, and a resumed run then saved a lower
+    step: the old rule (newest steps) kept the cut file and deleted every readable one."""
+    for step in (500, 1000, 1500):
+        ckpt.save(tmp_path / ckpt.checkpoint_name(step), {"step": step})
+    cut = tmp_path / ckpt.checkpoint_name(1500)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    ckpt.save(tmp_path / ckpt.checkpoint_name(1100), {"step": 1100})  # the resumed run's
+    ckpt.prune(tmp_path, keep=1)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [ckpt.checkpoint_name(1100)]
+    assert ckpt.load_latest_valid(tmp_path)[1]["step"] == 1100
+
+
+def test_read_errors_are_whole_sentences(tmp_path: Path) -> None:
+    """A zip error is one sentence plus advice that used to be cut at 200 characters."""
+    p = tmp_path / ckpt.checkpoint_name(1)
+    ckpt.save(p, _payload())
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.load(p)
+    msg = str(err.value)
+    assert msg.endswith(".") and "If you are seeing" not in msg, msg
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(ckpt.CheckpointError) as err:  # pickle's bare "101" gets its type
+        ckpt.load(text)
+    assert any(c.isalpha() for c in str(err.value).split(": ", 1)[1]), str(err.value)
+
+
+def test_read_only_arrays_save_without_warning(tmp_path: Path) -> None:
+    """Ape-X shards' state comes out of Ray's object store read-only; torch warned
+    ("NumPy array is not writable") at every checkpoint."""
+    arr = np.arange(6, dtype=np.uint8)
+    arr.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ckpt.save(tmp_path / "c.pt", {"frames": arr})
+    np.testing.assert_array_equal(ckpt.load(tmp_path / "c.pt")["frames"], np.arange(6))
 
 
 def test_failed_write_leaves_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:

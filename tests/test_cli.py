@@ -140,8 +140,10 @@ def test_incompatible_resume_is_refused_and_run_untouched(tmp_path: Path) -> Non
                                        "train.learning_starts=200")).returncode == 0
     run = tmp_path / "cp"
     before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    _one_line_error(_run("train.py", "--resume", str(run), "env.id=Acrobot-v1"), "incompatible")
-    _one_line_error(_run("train.py", "--resume", str(run), "agent=wn_dqn"), "incompatible")
+    more = "train.total_steps=1200"  # the run is finished at 600: a resume to 600 does nothing
+    _one_line_error(_run("train.py", "--resume", str(run), more, "env.id=Acrobot-v1"),
+                    "incompatible")
+    _one_line_error(_run("train.py", "--resume", str(run), more, "agent=wn_dqn"), "incompatible")
     _one_line_error(_run("train.py", "--resume", str(tmp_path / "nowhere")), "not found")
     _one_line_error(_run("evaluate.py", str(run), "--video", str(tmp_path / "v.mp4")), "--video")
     after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}

@@ -121,6 +121,28 @@ def test_shard_stores_every_worker_closes_restarted_streams_and_routes_ids(tmp_p
         np.testing.assert_allclose(shard.buffers[j].priorities[stream, row % ring], p)
 
 
+def test_resumed_workers_play_new_games(tmp_path):
+    """Worker seeds come from the env step a run starts at (as the local path's resets do):
+    a resumed Ape-X run replayed the first run's games and exploration draws."""
+    cfg = _cfg(tmp_path, "distributed.num_actors=1")
+    chunks = [w.collect(5) for w in (ActorWorker(cfg, 0, 0.4), ActorWorker(cfg, 0, 0.4, None, 0),
+                                     ActorWorker(cfg, 0, 0.4, None, 800))]
+    np.testing.assert_array_equal(chunks[0].frames, chunks[1].frames)  # a new run: as before
+    np.testing.assert_array_equal(chunks[0].action, chunks[1].action)
+    assert not np.array_equal(chunks[0].frames, chunks[2].frames)
+
+    class Recorder:  # stands in for the Ray actor class: what each worker is started with
+        calls: list[tuple] = []
+
+        @classmethod
+        def remote(cls, *args):
+            cls.calls.append(args)
+            return object()
+
+    ActorPool(cfg, Recorder, [None], cfg.env.num_envs, start_step=800)
+    assert [c[-1] for c in Recorder.calls] == [800]
+
+
 # ---- Ray: local instance ---------------------------------------------------------------------
 
 def test_two_workers_feed_the_learner_and_write_a_normal_run(local_ray, tmp_path):

@@ -20,6 +20,7 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from wnrl import atomic
 FORMAT = "wnrl-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt_(\d{12})\.pt$")
+UNREADABLE_SUFFIX = ".unreadable"  # a checkpoint pruning found unreadable, set aside
+SkipHandler = Callable[[Path, str], None]  # (checkpoint skipped, one-line reason)
 
 
 class CheckpointError(RuntimeError):
@@ -43,8 +46,9 @@ def checkpoint_name(step: int) -> str:
 
 def _encode(obj: Any) -> Any:
     """NumPy arrays and scalars to tensors / Python numbers (weights_only loads no NumPy)."""
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.ndarray):  # a read-only array (from Ray's object store) is copied
+        arr = np.ascontiguousarray(obj)
+        return {"__ndarray__": torch.from_numpy(arr if arr.flags.writeable else arr.copy())}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
@@ -96,25 +100,30 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> int:
     return atomic.write_bytes(path, data)
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and verify a checkpoint file; raise CheckpointError with a one-line reason."""
-    path = Path(path)
+def _reason(exc: BaseException) -> str:
+    """Why a read failed, in one sentence: the first line of `exc` up to its first full
+    stop (never cut mid-sentence); with the exception's type when the text says nothing."""
+    text = " ".join(next((ln for ln in str(exc).splitlines() if ln.strip()), "").split())
+    head, dot, _ = text.partition(". ")
+    text = head + "." if dot else text
+    if not any(c.isalpha() for c in text):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text
+
+
+def _verified_payload(path: Path) -> bytes:
+    """The inner payload of checkpoint file `path` after the header and checksum checks."""
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(f"no checkpoint found in {path}")
-        path = latest
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty")
     try:
         outer = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch raise many classes
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _reason(exc)
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it contains objects that are not plain data (refused for safety)"
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a wnrl checkpoint (no '{FORMAT}' header)")
     if outer.get("version") != VERSION:
@@ -128,10 +137,33 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     inner = blob.numpy().tobytes()
     if hashlib.sha256(inner).hexdigest() != outer.get("sha256"):
         raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
+    return inner
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+         on_skip: SkipHandler | None = None) -> dict[str, Any]:
+    """Load and verify a checkpoint file; raise CheckpointError with a one-line reason.
+
+    A directory (a run or its `checkpoints/`) loads its newest readable checkpoint,
+    as `load_latest_valid` does (`on_skip` hears of each unreadable one skipped)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_latest_valid(path, map_location, on_skip)[1]
+    inner = _verified_payload(path)
     try:
         return _decode(torch.load(io.BytesIO(inner), map_location=map_location, weights_only=True))
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path} payload: {str(exc)[:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path} payload: {_reason(exc)}") from None
+
+
+def unreadable_reason(path: str | os.PathLike) -> str | None:
+    """Why checkpoint file `path` cannot be loaded (one line), or None if its header and
+    checksum verify (the payload is not unpickled: cheaper than `load`)."""
+    try:
+        _verified_payload(Path(path))
+    except CheckpointError as exc:
+        return str(exc)
+    return None
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -152,8 +184,10 @@ def latest_checkpoint(run_or_ckpt_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def load_latest_valid(run_dir: str | os.PathLike, map_location: str = "cpu") -> tuple[Path, dict]:
-    """The newest checkpoint of a run that loads and verifies, skipping damaged ones."""
+def load_latest_valid(run_dir: str | os.PathLike, map_location: str = "cpu",
+                      on_skip: SkipHandler | None = None) -> tuple[Path, dict]:
+    """The newest checkpoint of a run that loads and verifies, skipping damaged ones;
+    `on_skip(path, reason)` is called for each one skipped (to say so in one line)."""
     d = Path(run_dir)
     ckpt_dir = d / "checkpoints" if (d / "checkpoints").is_dir() else d
     errors = []
@@ -162,14 +196,35 @@ def load_latest_valid(run_dir: str | os.PathLike, map_location: str = "cpu") -> 
             return p, load(p, map_location)
         except CheckpointError as exc:
             errors.append(str(exc))
-    detail = f" ({errors[0]})" if errors else ""
-    raise CheckpointError(f"no loadable checkpoint in {ckpt_dir}{detail}")
+            if on_skip is not None:
+                on_skip(p, str(exc))
+    if not errors:
+        raise CheckpointError(f"no checkpoint found in {ckpt_dir}")
+    raise CheckpointError(f"no loadable checkpoint in {ckpt_dir} ({errors[0]})")
 
 
-def prune(directory: str | os.PathLike, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints, and stale temporary files."""
+def prune(directory: str | os.PathLike, keep: int,
+          readable: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Keep the newest `keep` readable checkpoints and delete the older ones; set aside
+    (rename to `<name>.unreadable`, out of every listing, never deleted) an unreadable one
+    met among the newest, so pruning never deletes a readable checkpoint while it keeps an
+    unreadable one. Removes stale temporary files. Returns the paths set aside.
+
+    `readable(path)` says whether a file loads (default: `unreadable_reason` is None);
+    the trainer's `Checkpointer` caches it, so each file is read at most once.
+    """
     directory = Path(directory)
-    for p in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        p.unlink(missing_ok=True)
+    readable = readable or (lambda p: unreadable_reason(p) is None)
+    kept, aside = 0, []
+    for p in reversed(list_checkpoints(directory)):
+        if kept >= keep:
+            p.unlink(missing_ok=True)
+        elif readable(p):
+            kept += 1
+        else:
+            dest = p.with_name(p.name + UNREADABLE_SUFFIX)
+            os.replace(p, dest)
+            aside.append(dest)
     for p in directory.glob(".ckpt_*.tmp"):
         p.unlink(missing_ok=True)
+    return aside

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from wnrl.checkpoint import CheckpointError
 from wnrl.config import ConfigError
@@ -89,8 +90,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
         video = None if args.video is None else VideoOptions(
             args.video, args.video_view, args.video_max_frames, args.video_scale)
+        def skipped(path: Path, why: str) -> None:
+            print(f"skipped unreadable checkpoint {path.name}: {why}", file=sys.stderr)
+
         res, filmed = evaluate_checkpoint(args.checkpoint, args.episodes, args.epsilon,
-                                          args.seed, video, args.json)
+                                          args.seed, video, args.json, on_skip=skipped)
         print(res.table())
         if filmed is not None:
             print(filmed.line())

@@ -83,7 +83,8 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         raise ConfigError(f"bad value{where} in {source}: {one_line(Exception(msg))}") from None
 
 
-def _parse_overrides(overrides: list[str]) -> DictConfig:
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """`key=value` strings as one config layer (ConfigError, one line, on a malformed one)."""
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value")
@@ -148,7 +149,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     layers: list[tuple[Any, str]] = []
     if path is not None:
         layers.append((_read_yaml(Path(path)), str(path)))
-    cli = _parse_overrides(list(overrides))
+    cli = parse_overrides(list(overrides))
     layers.append((cli, "command-line overrides"))
     merged = OmegaConf.structured(Config)
     for layer, source in layers:  # checks keys and types; finds the agent name

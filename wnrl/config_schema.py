@@ -206,6 +206,9 @@ class TrainConfig:
     # so a resumed run is bit-identical to an uninterrupted one, at the price of training
     # curves that never show a game longer than checkpoint_period / num_envs agent steps.
     exact_resume: bool = False
+    # Env steps the epsilon and PER-beta schedules span; 0 = total_steps. A resume that
+    # changes total_steps sets it to the run's first total_steps, so schedules stay put.
+    schedule_steps: int = 0
     log_period: int = 1_000  # env steps between scalar logs
     noise_period: int = 50_000  # env steps between minibatch-noise diagnostics; 0 = never
     stop_return: float | None = None  # stop early once the mean raw return reaches this
@@ -216,6 +219,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.total_steps > 0, "train.total_steps", "> 0", self.total_steps)
         _check(self.learning_starts >= 0, "train.learning_starts", ">= 0", self.learning_starts)
+        _check(self.schedule_steps >= 0, "train.schedule_steps", ">= 0 (0 = total_steps)",
+               self.schedule_steps)
         _check(self.learning_starts < self.total_steps, "train.learning_starts",
                f"< train.total_steps ({self.total_steps})", self.learning_starts)
         _check(0.0 < self.updates_per_step <= 64, "train.updates_per_step", "in (0, 64]",
@@ -230,6 +235,12 @@ class TrainConfig:
             _check(getattr(self, k) > 0, f"train.{k}", "> 0", getattr(self, k))
         _check("/" not in self.run_name and self.run_name not in (".", ".."), "train.run_name",
                "a plain directory name", self.run_name)
+
+    @property
+    def schedule_horizon(self) -> int:
+        """Env steps the epsilon and PER-beta schedules span (`schedule_steps` or, if 0,
+        `total_steps`)."""
+        return self.schedule_steps or self.total_steps
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,9 @@ class Config:
         fixed = self.actor.fixed_epsilons
         _check(fixed is None or len(fixed) == self.env.num_envs, "actor.fixed_epsilons",
                f"one value per env ({self.env.num_envs})", fixed)
+        _check(not self.train.exact_resume or self.replay.save_in_checkpoint,
+               "train.exact_resume", "false unless replay.save_in_checkpoint=true (a resume "
+               "without the saved replay refills it, so it cannot be exact)", True)
         need = self.env.num_envs * (self.env.frame_stack + self.replay.n_step + 2)
         _check(self.replay.capacity >= need, "replay.capacity",
                f">= {need} (a few steps of every env)", self.replay.capacity)

@@ -113,11 +113,14 @@ def eval_num_envs(cfg: Config, episodes: int) -> int:
     return max(1, min(cfg.eval.num_envs, episodes))
 
 
-def load_policy(path: str | Path) -> tuple[Config, nn.Module, dict]:
-    """Rebuild the config and online Q-network stored in a checkpoint (file or run dir)."""
+def load_policy(path: str | Path, on_skip: ckpt.SkipHandler | None = None,
+                ) -> tuple[Config, nn.Module, dict]:
+    """Rebuild the config and online Q-network stored in a checkpoint file, or in a run
+    directory's newest readable checkpoint (`on_skip(path, reason)` hears of each newer
+    unreadable one passed over)."""
     from wnrl.training.parts import network_for
 
-    state = ckpt.load(path)
+    state = ckpt.load(path, on_skip=on_skip)
     try:
         cfg = from_dict(state["config"])
         sig = state["signature"]
@@ -147,15 +150,17 @@ class VideoOptions:
 
 def evaluate_checkpoint(path: str | Path, episodes: int = 30, epsilon: float | None = None,
                         seed: int = 0, video: VideoOptions | None = None,
-                        json_path: str | None = None) -> tuple[EvalResult, VideoResult | None]:
+                        json_path: str | None = None, on_skip: ckpt.SkipHandler | None = None,
+                        ) -> tuple[EvalResult, VideoResult | None]:
     """Score a checkpoint on `episodes` whole games; optionally film one more game.
 
     Seeds come from `wnrl.seeds.evaluation_seeds(seed)`, a stream apart from
     training's, so no scored or filmed game replays a training game. The seeds
     are written to the JSON. The filmed game starts as the first scored game of
-    env 0 does (same env seed), but it is played on its own and not scored.
+    env 0 does (same env seed), but it is played on its own and not scored. A run
+    directory scores its newest readable checkpoint (see `load_policy`).
     """
-    cfg, net, state = load_policy(path)
+    cfg, net, state = load_policy(path, on_skip)
     if video and len(state["signature"]["obs_shape"]) != 3:
         raise ConfigError(f"--video needs an Atari checkpoint (image observations); {path} "
                           f"was trained on {cfg.env.id}")

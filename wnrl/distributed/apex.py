@@ -100,8 +100,10 @@ class ApexParts:
     streams: WorkerStreams
 
 
-def build_apex(cfg: Config) -> tuple[ApexParts, Callable[[Config, Path, ApexParts], ApexTrainer]]:
-    """Connect to Ray, check resources, start shards and workers; (parts, trainer class)."""
+def build_apex(cfg: Config, start_step: int = 0,
+               ) -> tuple[ApexParts, Callable[[Config, Path, ApexParts], ApexTrainer]]:
+    """Connect to Ray, check resources, start shards and workers (their games seeded from
+    `start_step`, the env step a resume starts at); (parts, trainer class)."""
     seed_everything(cfg.seed)
     agent = get_agent(cfg.agent)
     spec = _env_spec(cfg)
@@ -120,7 +122,7 @@ def build_apex(cfg: Config) -> tuple[ApexParts, Callable[[Config, Path, ApexPart
                   for j in range(min(d.num_replay_shards, d.num_actors))]
         worker_cls = ray.remote(ActorWorker).options(
             num_cpus=1, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")
-        pool = ActorPool(cfg, worker_cls, shards, spec.num_envs)
+        pool = ActorPool(cfg, worker_cls, shards, spec.num_envs, start_step)
         pool.owns_ray = owned
         pool.set_weights(learner.weights())
     except BaseException:

@@ -79,13 +79,15 @@ class WorkerState:
 class ActorPool:
     """A actor workers (Ray actors with `max_restarts`) feeding their replay shards."""
 
-    def __init__(self, cfg: Config, worker_cls: Any, shards: list[Any], num_envs: int) -> None:
+    def __init__(self, cfg: Config, worker_cls: Any, shards: list[Any], num_envs: int,
+                 start_step: int = 0) -> None:
         d = cfg.distributed
         self.cfg, self.shards, self.timeout = cfg, shards, d.call_timeout_s
         self.chunk_env_steps = d.chunk_steps * num_envs
         eps = apex_epsilons(d.num_actors)
-        self.workers = [WorkerState(worker_cls.remote(cfg, i, eps[i], shards[i % len(shards)]),
-                                    eps[i]) for i in range(d.num_actors)]
+        self.workers = [WorkerState(worker_cls.remote(cfg, i, eps[i], shards[i % len(shards)],
+                                                      start_step), eps[i])
+                        for i in range(d.num_actors)]
         self.env_steps = 0  # env steps stored in the replay
         self.num_episodes = 0
         self._weights_ref: Any = None
@@ -282,9 +284,10 @@ class ShardedReplay:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shards = state.get("shards") if state.get("format") == "sharded-1" else None
         if shards is None or len(shards) != len(self.shards):
-            raise ConfigError("the checkpoint's replay does not match distributed.num_replay_"
-                              f"shards={len(self.shards)}: resume with the checkpoint's setting "
-                              "or set replay.save_in_checkpoint=false")
+            have = len(shards) if shards is not None else "another layout"
+            raise ConfigError(f"the checkpoint's replay has {have} shards; this config has "
+                              f"distributed.num_replay_shards={len(self.shards)}: resume with "
+                              f"distributed.num_replay_shards={have}")
         for j, (s, st) in enumerate(zip(self.shards, shards)):
             try:
                 get(s.load_state_dict.remote(st), self.timeout, f"replay shard {j} (load)")

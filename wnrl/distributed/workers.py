@@ -83,15 +83,19 @@ class ActorWorker:
         index: worker number i in 0..A-1 (names its epsilon and seeds).
         epsilon: this worker's fixed exploration rate.
         shard: handle of the replay shard `push` stores chunks in (Ray runs only).
+        start_step: the run's env step when the worker starts (a resume's): its games and
+            exploration are seeded from it, so a resumed run plays new games.
     """
 
-    def __init__(self, cfg: Config, index: int, epsilon: float, shard: Any = None) -> None:
+    def __init__(self, cfg: Config, index: int, epsilon: float, shard: Any = None,
+                 start_step: int = 0) -> None:
         torch.set_num_threads(1)
         self.index, self.epsilon, self.shard = index, float(epsilon), shard
         self.timeout = cfg.distributed.call_timeout_s
         self.incarnation, self.seq = uuid.uuid4().hex, 0
         self.weights_version = -1  # none loaded: the network is untrained
-        seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
+        entropy = [cfg.seed, index] + ([start_step] if start_step else [])
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
         if _reconstructed():  # a restart plays new games
             seed = int.from_bytes(os.urandom(4), "little")
         seed %= EVAL_SEED_BASE - 2**16  # env i gets seed + i: below evaluation's seeds
@@ -99,7 +103,7 @@ class ActorWorker:
         self.env = make_env(env_cfg, seed=seed, training=True)
         net = network_for(cfg, self.env.obs_shape, self.env.num_actions)
         actor_cfg = replace(cfg.actor, fixed_epsilons=(self.epsilon,) * self.env.num_envs)
-        self.actor = Actor(self.env, net, actor_cfg, total_steps=cfg.train.total_steps,
+        self.actor = Actor(self.env, net, actor_cfg, total_steps=cfg.train.schedule_horizon,
                            clip_rewards=cfg.env.clip_rewards,
                            terminal_on_life_loss=cfg.env.terminal_on_life_loss, seed=seed,
                            batch_stats=cfg.network.actor_batch_stats)

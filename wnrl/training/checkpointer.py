@@ -20,6 +20,7 @@ close their own streams when they restart (`wnrl.distributed.apex`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -113,6 +114,24 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], source: str
                 f"this config has {key}={want!r}")
 
 
+# The settings a saved replay was built with: a resume must keep them to load it.
+REPLAY_KEYS = ("env.num_envs", "replay.capacity", "env.frame_stack", "replay.n_step",
+               "learner.gamma", "replay.prioritized", "distributed.enabled",
+               "distributed.num_actors", "distributed.num_replay_shards")
+
+
+def check_replay_settings(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Refuse (CheckpointError naming the key) a config that cannot load the replay saved
+    in checkpoint `source` (`saved`, `current`: `to_dict` of the two configs)."""
+    for key in REPLAY_KEYS:
+        section, name = key.split(".")
+        have, want = saved.get(section, {}).get(name), current[section][name]
+        if have is not None and have != want:
+            raise ckpt.CheckpointError(
+                f"the replay saved in checkpoint {source} was made with {key}={have}; this "
+                f"config has {key}={want}: resume with {key}={have} to load it")
+
+
 def reset_seed(cfg: Config, step: int) -> int:
     """The envs' reset seed at a checkpoint cut or a resume (below evaluation's seeds)."""
     return (cfg.seed * 1_000_003 + step) % EVAL_SEED_BASE
@@ -135,10 +154,13 @@ class LocalStreams:
 
     def __init__(self, cfg: Config, actor: Actor, replay: ReplayBuffer) -> None:
         self.cfg, self.actor, self.replay = cfg, actor, replay
+        self.cut_at: int | None = None  # env step of the last cut (once per step)
 
     def at_save(self, step: int) -> np.ndarray | None:
         if self.cfg.train.exact_resume:
-            self.replay.add(self.actor.cut_episodes(reset_seed(self.cfg, step)))
+            if self.cut_at != step:  # a second save at one step (async catch-up) cuts nothing
+                self.replay.add(self.actor.cut_episodes(reset_seed(self.cfg, step)))
+                self.cut_at = step
             return None
         return self.actor.obs if self.cfg.replay.save_in_checkpoint else None
 
@@ -152,9 +174,12 @@ class Checkpointer:
     """Writes and reads the checkpoints of one run directory (see the module doc)."""
 
     def __init__(self, cfg: Config, run_dir: Path, parts: RunParts,
-                 streams: EpisodeStreams) -> None:
+                 streams: EpisodeStreams, note: Callable[[str], None] = print) -> None:
         self.cfg, self.run_dir, self.parts, self.streams = cfg, run_dir, parts, streams
-        self.last: tuple[int, Path] | None = None  # (env step, path) of the latest written
+        self.note = note  # one-line messages for the run's log
+        # (env step, learner updates, path) of the latest checkpoint written
+        self.last: tuple[int, int, Path] | None = None
+        self.readable: dict[Path, bool] = {}  # what is known of the files (see `prune`)
 
     def saved_note(self) -> str:
         """'; ...' saying what is saved, for an error that stops the run."""
@@ -164,10 +189,13 @@ class Checkpointer:
 
     def save(self, step: int, progress: dict[str, Any]) -> Path:
         """Write the checkpoint of env step `step` with the trainer's `progress`
-        (`initialized`, `update_base`); NonFiniteError if the weights are not finite."""
-        if self.last is not None and self.last[0] == step:
-            return self.last[1]  # already saved at this step
+        (`initialized`, `update_base`, `recent_returns`: the `train.stop_return` window,
+        `owed_updates`: what a signal left of the end-of-run catch-up); NonFiniteError if
+        the weights are not finite. A second call at the same step and update count
+        returns the first one's path."""
         learner = self.parts.learner
+        if self.last is not None and self.last[:2] == (step, learner.num_updates):
+            return self.last[2]  # nothing changed since (async: updates go on at one step)
         learner_state = learner.state_dict()
         bad = nonfinite_tensors(learner_state["online"]) + nonfinite_tensors(
             learner_state["target"])
@@ -183,6 +211,8 @@ class Checkpointer:
             "env_steps": step,
             "initialized": progress["initialized"],
             "update_base": list(progress["update_base"]),
+            "recent_returns": [float(r) for r in progress["recent_returns"]],
+            "owed_updates": int(progress["owed_updates"]),
             "learner": learner_state,
             "actor": self.parts.actor.state_dict(),
             "replay": self.parts.replay.state_dict() if save_replay else None,
@@ -193,9 +223,18 @@ class Checkpointer:
         d = self.run_dir / "checkpoints"
         path = d / ckpt.checkpoint_name(step)
         ckpt.save(path, payload)
-        self.last = (step, path)
-        ckpt.prune(d, keep=self.cfg.train.keep_checkpoints)
+        self.last = (step, learner.num_updates, path)
+        self.readable[path] = True
+        for aside in ckpt.prune(d, keep=self.cfg.train.keep_checkpoints, readable=self._readable):
+            self.note(f"set aside unreadable checkpoint {aside} (it is not counted among the "
+                      f"train.keep_checkpoints={self.cfg.train.keep_checkpoints} kept)")
         return path
+
+    def _readable(self, path: Path) -> bool:
+        """Whether checkpoint file `path` loads: read once per file, then remembered."""
+        if path not in self.readable:
+            self.readable[path] = ckpt.unreadable_reason(path) is None
+        return self.readable[path]
 
     def restore(self, state: dict[str, Any], source: str) -> list[str]:
         """Load a checkpoint's learner, actor, replay and RNG state into the parts (the
@@ -215,6 +254,8 @@ class Checkpointer:
         step = int(state["env_steps"])
         torch.set_rng_state(state["torch_rng"])
         notes: list[str] = []
+        if state.get("replay") is not None:
+            check_replay_settings(state.get("config", {}), to_dict(self.cfg), source)
         if not self.cfg.train.exact_resume:
             notes.append(f"resumed at env step {step}: the emulator state cannot be saved, so "
                          f"new games start here (the games in progress at the checkpoint "

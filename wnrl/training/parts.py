@@ -68,7 +68,7 @@ def build(cfg: Config) -> Parts:
     replay = ReplayBuffer.from_config(cfg.replay, env.obs_shape, env.obs_dtype, env.num_envs,
                                       gamma=cfg.learner.gamma, seed=cfg.seed)
     learner = Learner(net, cfg.learner, make_loss(cfg.learner), device=cfg.learner.device)
-    actor = Actor(env, net, cfg.actor, total_steps=cfg.train.total_steps,
+    actor = Actor(env, net, cfg.actor, total_steps=cfg.train.schedule_horizon,
                   clip_rewards=cfg.env.clip_rewards,
                   terminal_on_life_loss=cfg.env.terminal_on_life_loss, seed=cfg.seed,
                   batch_stats=cfg.network.actor_batch_stats,

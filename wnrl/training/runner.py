@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from wnrl import checkpoint as ckpt
 from wnrl.atomic import write_text
-from wnrl.config import Config, ConfigError, build_config, load_config, to_yaml
+from wnrl.config import Config, ConfigError, build_config, load_config, parse_overrides, to_yaml
 from wnrl.errors import TrainingFailed
 from wnrl.logger import RunLogger
 from wnrl.rundir import RunLock, check_resume_dir, claim_run_dir, create_run_dir, run_dir_of
 from wnrl.signals import StopFlag
 from wnrl.training.checkpointer import RunParts
 from wnrl.training.parts import build, validate_against_machine
-from wnrl.training.trainer import Trainer
+from wnrl.training.trainer import Trainer, finished_reason
 
 
 def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
@@ -33,8 +35,9 @@ def _hparams(cfg: Config) -> dict[str, float | int | str | bool]:
             "double_dqn": cfg.learner.double_dqn, "updates_per_step": cfg.train.updates_per_step}
 
 
-def _build(cfg: Config) -> tuple[RunParts, Callable[..., Trainer]]:
-    """The parts and trainer class: single-machine, or Ape-X on Ray (`distributed.enabled`)."""
+def _build(cfg: Config, start_step: int = 0) -> tuple[RunParts, Callable[..., Trainer]]:
+    """The parts and trainer class: single-machine, or Ape-X on Ray (`distributed.enabled`;
+    its workers seed their games from `start_step`, the env step a resume starts at)."""
     if not cfg.distributed.enabled:
         return build(cfg), Trainer
     try:
@@ -42,7 +45,7 @@ def _build(cfg: Config) -> tuple[RunParts, Callable[..., Trainer]]:
     except ImportError as exc:
         raise ConfigError(f"distributed.enabled=true needs Ray ({exc}): "
                           "pip install 'wnrl[distributed]'") from None
-    return build_apex(cfg)
+    return build_apex(cfg, start_step)
 
 
 def _run(trainer: Trainer, lock: RunLock) -> int:
@@ -78,19 +81,47 @@ def start_run(config_path: str, overrides: list[str], force: bool = False,
     return _run(trainer, lock)
 
 
+def resume_config(state: dict[str, Any], source: str,
+                  overrides: list[str]) -> tuple[Config, list[str]]:
+    """The config a resume runs with: the checkpoint's, under the command-line overrides,
+    parsed as a new run's are; and notes on what a change does. A changed
+    `train.total_steps` keeps the epsilon and PER-beta schedules where they were in env
+    steps (`train.schedule_steps` is set to the run's first total)."""
+    saved = OmegaConf.create(state["config"])
+    cli = parse_overrides(list(overrides))  # as a new run's: the same errors
+    cfg = build_config((saved, source), (cli, "command-line overrides"))
+    old_total = int(state["config"]["train"]["total_steps"])
+    notes = []
+    if cfg.train.total_steps != old_total and cfg.train.schedule_steps == 0:
+        cfg = replace(cfg, train=replace(cfg.train, schedule_steps=old_total))
+        notes.append(f"train.total_steps changed from {old_total} to {cfg.train.total_steps}: "
+                     f"epsilon and PER beta keep their schedules over the first {old_total} env "
+                     f"steps (train.schedule_steps={old_total})")
+    return cfg, notes
+
+
 def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = None) -> int:
     run_dir = check_resume_dir(run_dir_arg)
     lock = RunLock.acquire(run_dir)  # refuses a run another process is training
     try:
-        path, state = ckpt.load_latest_valid(run_dir)
-        saved = OmegaConf.create(state["config"])
-        cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
-        cfg = build_config((saved, f"{path}"), (cli, "command-line overrides"))
+        unreadable: dict[Path, str] = {}  # newer checkpoints skipped, and why
+        path, state = ckpt.load_latest_valid(run_dir, on_skip=unreadable.__setitem__)
+        skipped = [f"skipped unreadable checkpoint {p.name}: {why}"
+                   for p, why in unreadable.items()]
+        cfg, notes = resume_config(state, str(path), overrides)
+        done = finished_reason(cfg, state)
+        if done is not None:  # nothing to do: write nothing
+            for note in skipped:
+                print(note)
+            print(f"run {run_dir} is finished: {done}; its final checkpoint is {path}")
+            lock.release()
+            return 0
         validate_against_machine(cfg)
-        parts, trainer_cls = _build(cfg)
         step = int(state["env_steps"])
+        parts, trainer_cls = _build(cfg, start_step=step)
         trainer = trainer_cls(cfg, run_dir, parts)
-        notes = trainer.restore(state, str(path))  # refuses incompatible checkpoints
+        notes += trainer.restore(state, str(path))  # refuses incompatible checkpoints
+        trainer.checkpointer.readable.update({path: True} | dict.fromkeys(unreadable, False))
         if overrides:
             write_text(Path(run_dir) / "config.yaml", to_yaml(cfg))
         trainer.log = RunLogger(run_dir, cfg.train.total_steps, start_step=step, purge=True,
@@ -99,6 +130,6 @@ def resume_run(run_dir_arg: str, overrides: list[str], progress: bool | None = N
     except BaseException:
         lock.release()
         raise
-    for note in [f"resumed {run_dir} from {path.name} at env step {step}", *notes]:
+    for note in [f"resumed {run_dir} from {path.name} at env step {step}", *skipped, *notes]:
         trainer.log.message(note)
     return _run(trainer, lock)

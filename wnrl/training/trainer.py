@@ -12,8 +12,9 @@ decides who acts and when; it calls the trainer's public methods for the rest
 
 Learning starts at `train.learning_starts` env steps, with the paper's
 data-dependent init first for WN agents (`initialize`). Updates are counted
-from `update_base`, (env step, updates) at the learning start or at a resume
-that refills the replay, so the ratio `train.updates_per_step` holds from there.
+from `update_base`, (env step, updates) at the learning start, at a resume
+that refills the replay, or at a resume that changes `train.updates_per_step`,
+so the ratio holds from there.
 A failed run (divergence, a failed env: `fail`) never writes another checkpoint.
 For a seed on CPU the sync loop is deterministic (same seed, same losses).
 """
@@ -41,6 +42,25 @@ from wnrl.training.loops import LOOPS
 from wnrl.training.schedule import Schedule
 
 
+def stop_return_reached(cfg: Config, returns: deque[float] | list[float]) -> bool:
+    """Whether the last `train.stop_window` episode returns average `train.stop_return`."""
+    window = list(returns)[-cfg.train.stop_window:]
+    return (cfg.train.stop_return is not None and len(window) == cfg.train.stop_window
+            and bool(np.mean(window) >= cfg.train.stop_return))
+
+
+def finished_reason(cfg: Config, state: dict[str, Any]) -> str | None:
+    """Why the run whose checkpoint is `state` has nothing left to do under `cfg`, or None:
+    it reached `train.total_steps` with no update owed, or its `train.stop_return`."""
+    step, t = int(state["env_steps"]), cfg.train
+    if step >= t.total_steps and not state.get("owed_updates", 0):
+        return f"it reached train.total_steps={t.total_steps} (at env step {step})"
+    if stop_return_reached(cfg, state.get("recent_returns", [])):
+        return (f"the mean return of its last {t.stop_window} episodes reached "
+                f"train.stop_return={t.stop_return}")
+    return None
+
+
 class Trainer:
     """One run's learning state and periodic work over `parts` (see the module doc).
 
@@ -58,7 +78,8 @@ class Trainer:
         self.log: RunLogger  # set by the runner once nothing can be refused any more
         t = cfg.train
         self.checkpointer = Checkpointer(cfg, run_dir, parts,
-                                         parts.streams if streams is None else streams)
+                                         parts.streams if streams is None else streams,
+                                         note=lambda text: self.log.message(text))
         self.schedule = Schedule({"log": t.log_period, "eval": t.eval_period,
                                   "noise": t.noise_period, "checkpoint": t.checkpoint_period},
                                  no_catch_up=("log",))
@@ -89,9 +110,7 @@ class Trainer:
             self.recent_returns.append(ep.ret)
 
     def reached_stop_return(self) -> bool:
-        target, window = self.cfg.train.stop_return, self.recent_returns
-        return (target is not None and len(window) == window.maxlen
-                and bool(np.mean(window) >= target))
+        return stop_return_reached(self.cfg, self.recent_returns)
 
     # ---- learning -------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -116,7 +135,7 @@ class Trainer:
     def beta(self, step: int) -> float:
         """Prioritized replay's importance-sampling exponent at `step`."""
         r = self.cfg.replay
-        return priority_beta(step, self.cfg.train.total_steps, r.priority_beta_start,
+        return priority_beta(step, self.cfg.train.schedule_horizon, r.priority_beta_start,
                              r.priority_beta_end)
 
     def updates_due(self, step: int) -> int:
@@ -144,7 +163,8 @@ class Trainer:
         learner, cfg = self.parts.learner, self.cfg
         batch = self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
         warming_up = learner.warming_up
-        verb = "compil" if learner.compiled else "captur"  # compiles, or a CUDA graph
+        verb = ("tun" if getattr(learner, "tuning", False)  # measures the auto modes
+                else "compil" if learner.compiled else "captur")  # or a CUDA graph
         if warming_up:
             self.log.message(f"{verb}ing the learner update ({learner.mode}; once per "
                              "process)...")
@@ -182,7 +202,8 @@ class Trainer:
             self.evaluate(step)
         if self.initialized and s.take("noise", step):
             self.noise(step)
-        if s.take("checkpoint", step):
+        # the last step's checkpoint is `finish`'s, after any end-of-run catch-up
+        if s.take("checkpoint", step) and step < self.cfg.train.total_steps:
             self.save_checkpoint(step)
 
     def evaluate(self, step: int) -> None:
@@ -213,7 +234,9 @@ class Trainer:
         raises its failure instead."""
         if self.failed is not None:
             raise self.failed
-        progress = {"initialized": self.initialized, "update_base": self.update_base}
+        progress = {"initialized": self.initialized, "update_base": self.update_base,
+                    "recent_returns": list(self.recent_returns),
+                    "owed_updates": self.owed_updates}
         try:
             return self.checkpointer.save(step, progress)
         except TrainingFailed as exc:
@@ -225,7 +248,16 @@ class Trainer:
         step = int(state["env_steps"])
         self.initialized = bool(state["initialized"])
         self.update_base = tuple(state["update_base"])
+        self.recent_returns.extend(state.get("recent_returns", []))
         self.sync_weights()
+        ratio = self.cfg.train.updates_per_step
+        saved_ratio = state.get("config", {}).get("train", {}).get("updates_per_step", ratio)
+        if saved_ratio != ratio and step > self.update_base[0]:
+            # re-based so that the updates due at `step` are the ones done: none owed, none extra
+            updates = self.parts.learner.num_updates
+            self.update_base = (step, updates - 1)
+            notes.append(f"train.updates_per_step changed from {saved_ratio} to {ratio}: the "
+                         f"replay ratio counts from env step {step} ({updates} updates) on")
         if state.get("replay") is None:
             refill = step + self.cfg.train.learning_starts
             self.update_base = (refill, self.parts.learner.num_updates)
