@@ -14,8 +14,10 @@ observations travel to the device as uint8 and the network scales them there.
 Run `data_dependent_init` on the network before building the learner, or call
 `sync_target()` afterwards so the target starts from the initialized weights.
 
-Speed options (`cfg.compile`, `cfg.precision`; `auto` values resolved by
-`wnrl.accel`). The update is two functions: the loss (online and target
+Speed options (`cfg.compile`, `cfg.precision`, `cfg.cuda_graph`): explicit values are
+taken as given (`wnrl.accel` refuses what the machine cannot run); `auto` values are
+measured (`wnrl.autotune`): the first update times the candidate modes on copies of the
+learner, keeps the fastest and caches the choice for later runs (`tuning` until then). The update is two functions: the loss (online and target
 forwards, TD targets, weighted mean), whose backward AOTAutograd compiles with
 it, and the optimizer step (gradient-norm clip and the optimizer's update).
 With `compile` both are `torch.compile`d with `fullgraph=True`, so a graph
@@ -39,7 +41,7 @@ import copy
 import inspect
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -47,46 +49,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wnrl import compile_cache
-from wnrl.accel import resolve_compile, resolve_cuda_graph, resolve_device, resolve_precision
+from wnrl import autotune, compile_cache
+from wnrl.accel import resolve_compile, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
 from wnrl.cuda_graph import GraphedUpdate
 from wnrl.losses import LossFn, TensorBatch, make_loss
 from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
+from wnrl.optimizers import IMPLEMENTATION_FLAGS, OPTIMIZERS, make_optimizer
 
-OptimizerFactory = Callable[[Iterable[Tensor], LearnerConfig, bool], torch.optim.Optimizer]
-
-# Name -> constructor(params, cfg, compiled). Implementation choices measured on a Nature
-# CNN (1.7M parameters, CPU, one thread): eager Adam fused 1.0 ms/step vs foreach 3.0 vs
-# single-tensor 8.7; Adamax and RMSprop have no fused kernel and foreach is as fast or
-# faster than a Python loop. torch.compile refuses to trace the fused kernel, and turns
-# the foreach form into fused kernels of its own, so a compiled update uses foreach.
-# A CUDA-graphed update needs `capturable=True` (step counters on the device, no host sync).
-OPTIMIZERS: dict[str, OptimizerFactory] = {
-    "adam": lambda params, cfg, compiled, **kw: torch.optim.Adam(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-        **({"foreach": True} if compiled else {"fused": True}), **kw),
-    "adamax": lambda params, cfg, compiled, **kw: torch.optim.Adamax(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True, **kw),
-    "rmsprop": lambda params, cfg, compiled, **kw: torch.optim.RMSprop(
-        params, lr=cfg.lr, alpha=cfg.beta2, eps=cfg.eps, centered=False, foreach=True, **kw),
-}
-# per param group, chosen by the learner's mode; not part of a checkpoint
-IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable")
-
-
-def make_optimizer(params: Iterable[Tensor], cfg: LearnerConfig, compiled: bool = False,
-                   capturable: bool = False) -> torch.optim.Optimizer:
-    """The optimizer `cfg.optimizer` names, from the `OPTIMIZERS` table, in the form that
-    is fastest eagerly or, with `compiled`, under torch.compile; `capturable` for a
-    CUDA-graphed update."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose one of "
-                         + ", ".join(OPTIMIZERS))
-    return OPTIMIZERS[cfg.optimizer](params, cfg, compiled,
-                                     **({"capturable": True} if capturable else {}))
-
+__all__ = ["IMPLEMENTATION_FLAGS", "OPTIMIZERS", "Autocast", "Learner", "UpdateMetrics",
+           "make_optimizer"]
 
 class Autocast(nn.Module):
     """`net` under autocast to `dtype`, returning fp32 outputs: Q-values, and what the loss
@@ -144,25 +117,35 @@ class Learner:
         self.target_net = fold_weight_norm(self.target) if self._wn else self.target
         self.loss_fn: LossFn = make_loss(cfg) if loss_fn is None else loss_fn
         self._params = [p for p in self.online.parameters() if p.requires_grad]
-        self.precision, precision_note = resolve_precision(cfg.precision, self.device)
-        self.compiled, compile_note = resolve_compile(cfg.compile, self.device)
+        _, precision_note = resolve_precision(cfg.precision, self.device)
+        _, compile_note = resolve_compile(cfg.compile, self.device)
         # one-line notes on how the modes were resolved, for the run's log
         self.notes: list[str] = [n for n in (precision_note, compile_note) if n]
-        self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device)
-        self.optimizer = make_optimizer(self._params, cfg, self.compiled, self.graphed)
-        self._graph: GraphedUpdate | None = None  # captured at the first graphed update
+        self.events: list[str] = []  # what the first update found, for the log (`pop_events`)
         self._pin = self.device.type == "cuda"
         self._num_updates = 0
+        self.compile_seconds: float | None = None
+        mode, self._trial, notes = autotune.plan(cfg, self.device, self.online)
+        self.notes += notes  # `auto` is measured: cached, or by the first update (`tuning`)
+        self._configure(mode)
+        self.tuning = self._trial is not None  # the first update measures the modes
+        self.warming_up = self.tuning or self.compiled or self.graphed
+
+    def _configure(self, mode: autotune.Mode) -> None:
+        """Run updates in `mode`: the optimizer in the form that mode runs fastest (its state
+        kept), the bf16 autocast wrappers, the compiled or plain step functions."""
+        self.compiled, self.precision, self.graphed = mode.compiled, mode.precision, mode.graphed
+        old = getattr(self, "optimizer", None)
+        self.optimizer = make_optimizer(self._params, self.cfg, self.compiled, self.graphed)
+        if old is not None and old.state:
+            self._load_optimizer_state(old.state_dict())
+        self._graph: GraphedUpdate | None = None  # captured at the first graphed update
         self._loss_online, self._loss_target = self.online, self.target_net
         if self.precision == "bf16":
             self._loss_online = Autocast(self.online, self.device.type, torch.bfloat16)
             self._loss_target = Autocast(self.target_net, self.device.type, torch.bfloat16)
         self._raw_step = inspect.unwrap(type(self.optimizer).step)
         self._set_step_functions()
-        self.warming_up = self.compiled or self.graphed  # the next update compiles/captures
-        self.compile_seconds: float | None = None
-        # what the first update found, one line each, for the log (`pop_events`)
-        self.events: list[str] = []
 
     def _set_step_functions(self) -> None:
         """The loss and optimizer step the update calls: compiled afresh (each learner, and
@@ -184,7 +167,10 @@ class Learner:
     @property
     def mode(self) -> str:
         """The update's mode for logs and benchmarks, e.g. `compiled bf16`, `eager fp32` or
-        `eager bf16 graph` (CUDA-graphed)."""
+        `eager bf16 graph` (CUDA-graphed); before the first update of a learner whose
+        `auto` modes are to be measured, `auto (eager fp32 | compiled fp32)`."""
+        if self.tuning:
+            return f"auto ({' | '.join(m.name for m in self._trial.modes)})"
         return f"{'compiled' if self.compiled else 'eager'} {self.precision}" \
             + (" graph" if self.graphed else "")
 
@@ -231,6 +217,11 @@ class Learner:
         if self.target_net.training:
             self.target_net.eval()
         start = time.perf_counter()
+        if self._trial is not None:  # measure the modes on copies (`wnrl.autotune.run`)
+            best, events = autotune.run(self._trial, self, batch)
+            self.events += events
+            self._configure(best)
+            self._trial, self.tuning = None, False
         out = self._first_compiled(tb) if self.warming_up and self.compiled else self._run(tb)
         if self.warming_up:
             self.warming_up, self.compile_seconds = False, time.perf_counter() - start
@@ -337,9 +328,16 @@ class Learner:
         self.target.load_state_dict(state["target"])
         self.target.eval()
         self._refresh_target_net()
+        self._load_optimizer_state(state["optimizer"])
+        self._graph = None  # the optimizer state tensors are new: capture again
+        self._num_updates = int(state["num_updates"])
+
+    def _load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Load an optimizer state saved in any mode into this learner's optimizer, keeping
+        this mode's implementation flags and step-counter placement."""
         flags = [{k: g[k] for k in IMPLEMENTATION_FLAGS if k in g}
                  for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state)
         for group, own in zip(self.optimizer.param_groups, flags):  # a checkpoint written
             group.update(own)  # eagerly (fused) must load into a compiled learner, and back
             on_device = bool(group.get("capturable") or group.get("fused"))
@@ -348,5 +346,3 @@ class Learner:
                 if isinstance(st.get("step"), Tensor):
                     st["step"] = st["step"].to(p.device if on_device else "cpu",
                                                torch.float32)
-        self._graph = None  # the optimizer state tensors are new: capture again
-        self._num_updates = int(state["num_updates"])
