@@ -125,11 +125,13 @@ def test_resumed_workers_play_new_games(tmp_path):
     """Worker seeds come from the env step a run starts at (as the local path's resets do):
     a resumed Ape-X run replayed the first run's games and exploration draws."""
     cfg = _cfg(tmp_path, "distributed.num_actors=1")
-    chunks = [w.collect(5) for w in (ActorWorker(cfg, 0, 0.4), ActorWorker(cfg, 0, 0.4, None, 0),
-                                     ActorWorker(cfg, 0, 0.4, None, 800))]
-    np.testing.assert_array_equal(chunks[0].frames, chunks[1].frames)  # a new run: as before
-    np.testing.assert_array_equal(chunks[0].action, chunks[1].action)
-    assert not np.array_equal(chunks[0].frames, chunks[2].frames)
+    workers = [ActorWorker(cfg, 0, 0.4), ActorWorker(cfg, 0, 0.4, None, 0),
+               ActorWorker(cfg, 0, 0.4, None, 800)]
+    rngs = [w.actor._rng.bit_generator.state["state"] for w in workers]  # exploration draws
+    first = [w.collect(1).frames[0] for w in workers]  # the games' first observations
+    assert rngs[0] == rngs[1] and rngs[0] != rngs[2]  # a new run: as before
+    np.testing.assert_array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], first[2])
 
     class Recorder:  # stands in for the Ray actor class: what each worker is started with
         calls: list[tuple] = []

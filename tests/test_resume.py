@@ -234,3 +234,75 @@ def test_a_catch_up_cut_by_a_signal_is_not_finished() -> None:
     assert finished_reason(cfg, state) == "it reached train.total_steps=1000 (at env step 1000)"
     assert finished_reason(cfg, state | {"owed_updates": 12}) is None
     assert finished_reason(cfg, state | {"env_steps": 996}) is None
+
+
+# ---- exact resume from a stop signal ---------------------------------------------------------
+
+class _StopAt:
+    """A StopFlag stand-in: SIGINT once the actor has reached `steps` env steps."""
+
+    exit_code = 130
+
+    def __init__(self, trainer: Trainer, steps: int) -> None:
+        self.trainer, self.steps = trainer, steps
+
+    @property
+    def requested(self) -> int | None:
+        return 2 if self.trainer.parts.actor.env_steps >= self.steps else None
+
+
+def test_exact_resume_after_a_stop_signal_is_bit_identical(tmp_path: Path, capsys) -> None:
+    """The stop's checkpoint (step 1000, between the periodic ones at 800 and 1600) used to
+    cut the games where the uninterrupted run does not; it now saves their actions since
+    the last cut, and the resume plays them again."""
+    from tests.test_train import _assert_same_weights, _scalars
+    from wnrl.rundir import create_run_dir
+
+    ov = _overrides(tmp_path, "full", **{"train.total_steps": 1600, "train.exact_resume": True,
+                                         "train.checkpoint_period": 800})
+    assert start_run(CARTPOLE, ov, progress=False) == 0
+    cfg = load_config(CARTPOLE, ov + ["train.run_name=part"])
+    run_dir, lock = create_run_dir(cfg)
+    trainer = Trainer(cfg, run_dir, build(cfg))
+    trainer.log = RunLogger(run_dir, cfg.train.total_steps, progress=False)
+    with lock:
+        assert trainer.run(_StopAt(trainer, 1000)) == 130
+    trainer.log.close()
+    stopped = _latest(run_dir)
+    assert stopped["env_steps"] == 1000 and stopped["open_games"]["actions"].shape == (50, 4)
+    assert resume_run(str(run_dir), [], progress=False) == 0
+    _assert_same_weights(_latest(tmp_path / "full"), _latest(run_dir))
+    for tag in ("train/loss", "episode/return"):
+        assert _scalars(tmp_path / "full", tag) == _scalars(run_dir, tag), tag
+    assert "the games in progress at env step 1000 go on" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("game", ["CartPole-v1", "minatar/breakout", "pong"])
+def test_replayed_actions_bring_the_games_back(game: str) -> None:
+    """What the closing checkpoint's replay relies on: a vector env reset with a seed and
+    stepped with the same actions (sticky actions, no-op starts and autoresets included)
+    reaches the same observation, episode returns and lengths."""
+    import numpy as np
+
+    from wnrl.actor import Actor
+    from wnrl.config import ActorConfig, EnvConfig
+    from wnrl.envs import make_env
+    from wnrl.networks import make_q_network
+
+    env = make_env(EnvConfig(id=game, num_envs=2, max_episode_frames=400), seed=3)
+    net = make_q_network(env.obs_shape, env.num_actions, norm="none")
+    actor = Actor(env, net, ActorConfig(fixed_epsilons=(1.0, 1.0)), total_steps=1,
+                  clip_rewards=True, terminal_on_life_loss=True, seed=3)
+    actor.reset_envs(11)
+    actions = []
+    for _ in range(150):
+        actions.append(actor.step()[0].action)
+    obs, ret, length = actor.obs.copy(), actor._ep_return.copy(), actor._ep_length.copy()
+    steps, rng = actor.env_steps, actor._rng.bit_generator.state
+    actor.step()  # elsewhere now
+    actor.env_steps, actor._rng.bit_generator.state = steps, rng
+    np.testing.assert_array_equal(actor.replay_games(11, np.stack(actions)), obs)
+    np.testing.assert_array_equal(actor._ep_return, ret)
+    np.testing.assert_array_equal(actor._ep_length, length)
+    assert actor.env_steps == steps and actor._rng.bit_generator.state == rng
+    env.close()

@@ -167,7 +167,22 @@ class Actor:
         valid = not the autoreset step.
         """
         obs = self.obs
-        actions = self.act(obs, self.epsilons())
+        return self._advance(obs, self.act(obs, self.epsilons()))
+
+    def replay_games(self, seed: int, actions: np.ndarray) -> np.ndarray:
+        """Reset the envs with `seed`, then play `actions` (int64[T, N]) in them as `step`
+        would, without exploration draws, env-step counts or episode reports: the games
+        are then where they were when those actions were first taken (a resume under
+        `train.exact_resume`). Returns the observation reached."""
+        counts = self.env_steps, self.num_episodes
+        self.reset_envs(seed)
+        for a in np.asarray(actions, dtype=np.int64):
+            self._advance(self.obs, a)
+        self.env_steps, self.num_episodes = counts
+        return self.obs
+
+    def _advance(self, obs: np.ndarray, actions: np.ndarray) -> tuple[Transition, list[Episode]]:
+        """Step every env with `actions` (int64[N]) taken at `obs`; see `step`."""
         res = self.env.step(actions)
         raw = np.asarray(res.reward, dtype=np.float32)
         valid = ~np.asarray(res.reset_step, dtype=bool)

@@ -6,7 +6,7 @@ and its periodic evaluations s + 10000 + step + i. For any run seed and step
 count below about 2**30, all of these stay below `EVAL_SEED_BASE` = 2**30.
 Training seeds stay in [0, 2**30): the reseed after a checkpoint cut or a
 resume is `(s * 1000003 + step) % EVAL_SEED_BASE`
-(`wnrl.training.checkpointer.reset_seed`), and the distributed actors' hashed
+(`wnrl.training.streams.reset_seed`), and the distributed actors' hashed
 seeds are wrapped below `EVAL_SEED_BASE - 2**16` (`wnrl.distributed.workers`).
 
 `scripts/evaluate.py --seed k` uses `evaluation_seeds(k)`. It is a separate

@@ -36,7 +36,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wnrl.agents import get_agent
 from wnrl.config import Config, ConfigError
-from wnrl.core.types import Episode
+from wnrl.core.types import Episode, Transition
 from wnrl.distributed import cluster
 from wnrl.distributed.pool import ActorPool, DistributedError, ShardedReplay
 from wnrl.distributed.shard import ReplayShard
@@ -81,11 +81,14 @@ class WorkerStreams:
     or save), and a resumed run's fresh workers close the saved streams in the shards
     themselves (a new incarnation ends the old one's episodes)."""
 
-    def at_save(self, step: int) -> None:
+    def record(self, transition: Transition) -> None:
         return None
 
-    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
-        return None
+    def at_save(self, step: int, cut: bool) -> dict[str, Any]:
+        return {}
+
+    def at_restore(self, step: int, saved: dict[str, Any]) -> list[str]:
+        return []
 
 
 @dataclass
@@ -193,11 +196,11 @@ class ApexTrainer(Trainer):
             for ret, _ in rep["episodes"]:
                 self.log.scalar(f"actors/{i}/episode_return", ret, self.pool.env_steps)
 
-    def save_checkpoint(self, step: int) -> Path:
+    def save_checkpoint(self, step: int, cut: bool = True) -> Path:
         """Wait for every requested chunk, then save at the env steps stored: the replay
         in the checkpoint holds exactly the rows its `env_steps` counts."""
         self._record(self.pool.drain())
-        return super().save_checkpoint(self.pool.env_steps)
+        return super().save_checkpoint(self.pool.env_steps, cut)
 
     def _learn_some(self, step: int, limiter: RateLimiter, base_updates: int) -> None:
         """Up to MAX_UPDATES_PER_POLL updates the replay ratio allows at `step`."""

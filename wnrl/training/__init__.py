@@ -6,7 +6,8 @@
     loops.py         sync_loop; LOOPS (train.mode -> loop)
     async_loop.py    AsyncLoop: actor and learner threads under a rate limiter
     schedule.py      Schedule: periodic work by env step (log, eval, noise, checkpoint)
-    checkpointer.py  Checkpointer: payload, compatibility, what happens to running games
+    checkpointer.py  Checkpointer: payload, compatibility, pruning
+    streams.py       EpisodeStreams: what a checkpoint does with the games in progress
     runner.py        start_run / resume_run: config, run directory, lock, logger, signals
 
 Ape-X (`wnrl.distributed.apex`) builds its own parts and runs the same Trainer with

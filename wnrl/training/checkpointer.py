@@ -5,16 +5,10 @@ states, the config and, if `replay.save_in_checkpoint`, the replay. It is
 written atomically (`wnrl.checkpoint`), only while the weights are finite, and
 the oldest are pruned to `train.keep_checkpoints`.
 
-The games in progress (`EpisodeStreams`): an env's emulator state cannot be
-saved, so a resumed run starts new games. By default checkpoints leave the
-running games alone (the training curve sees every game whole); the replay is
-saved with the observation each env's open game would continue from, and a
-resumed run closes those streams by truncation (their last transitions
-bootstrap) before its envs start new games. With `train.exact_resume` every
-checkpoint instead cuts the games in progress and resets the envs from a seed
-derived from the step, in the uninterrupted run too, which makes a resumed
-run bit-identical to it. Ape-X's workers keep playing through a checkpoint and
-close their own streams when they restart (`wnrl.distributed.apex`).
+What a checkpoint does with the games in progress, which an env cannot save,
+is the run's `EpisodeStreams` (`wnrl.training.streams`): by default a resume
+starts new games; with `train.exact_resume` it is bit-identical, from a periodic
+checkpoint or from the closing one (the end of the run, a stop signal).
 """
 
 from __future__ import annotations
@@ -28,14 +22,16 @@ import numpy as np
 import torch
 
 from wnrl import checkpoint as ckpt
-from wnrl.actor import Actor, closing_rows
 from wnrl.config import Config, to_dict
 from wnrl.core.interfaces import Saveable
 from wnrl.errors import NonFiniteError, one_line
 from wnrl.learner import Learner
 from wnrl.recipe import AgentRecipe
-from wnrl.replay import Batch, ReplayBuffer
-from wnrl.seeds import EVAL_SEED_BASE
+from wnrl.replay import Batch
+from wnrl.training.streams import EpisodeStreams, LocalStreams, reset_seed
+
+__all__ = ["Checkpointer", "EpisodeStreams", "LocalStreams", "RunParts", "check_replay_settings",
+           "network_signature", "nonfinite_tensors", "reset_seed"]  # streams' names: moved
 
 
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
@@ -132,44 +128,6 @@ def check_replay_settings(saved: dict[str, Any], current: dict[str, Any], source
                 f"config has {key}={want}: resume with {key}={have} to load it")
 
 
-def reset_seed(cfg: Config, step: int) -> int:
-    """The envs' reset seed at a checkpoint cut or a resume (below evaluation's seeds)."""
-    return (cfg.seed * 1_000_003 + step) % EVAL_SEED_BASE
-
-
-class EpisodeStreams(Protocol):
-    """What a checkpoint does with the games in progress (see the module doc)."""
-
-    def at_save(self, step: int) -> np.ndarray | None:
-        """Before saving at `step`: the open games' next observations to save, or None."""
-        ...
-
-    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
-        """After the replay (if saved) is loaded: end the saved games, start new ones."""
-        ...
-
-
-class LocalStreams:
-    """The games of a single-machine actor whose rows go to a local replay."""
-
-    def __init__(self, cfg: Config, actor: Actor, replay: ReplayBuffer) -> None:
-        self.cfg, self.actor, self.replay = cfg, actor, replay
-        self.cut_at: int | None = None  # env step of the last cut (once per step)
-
-    def at_save(self, step: int) -> np.ndarray | None:
-        if self.cfg.train.exact_resume:
-            if self.cut_at != step:  # a second save at one step (async catch-up) cuts nothing
-                self.replay.add(self.actor.cut_episodes(reset_seed(self.cfg, step)))
-                self.cut_at = step
-            return None
-        return self.actor.obs if self.cfg.replay.save_in_checkpoint else None
-
-    def at_restore(self, step: int, open_obs: np.ndarray | None) -> None:
-        if open_obs is not None:
-            self.replay.add(closing_rows(np.asarray(open_obs)))
-        self.actor.reset_envs(reset_seed(self.cfg, step))
-
-
 class Checkpointer:
     """Writes and reads the checkpoints of one run directory (see the module doc)."""
 
@@ -187,12 +145,13 @@ class Checkpointer:
         return (f"; nothing more is saved (latest checkpoint: {latest})" if latest
                 else "; no checkpoint was written")
 
-    def save(self, step: int, progress: dict[str, Any]) -> Path:
+    def save(self, step: int, progress: dict[str, Any], cut: bool = True) -> Path:
         """Write the checkpoint of env step `step` with the trainer's `progress`
         (`initialized`, `update_base`, `recent_returns`: the `train.stop_return` window,
         `owed_updates`: what a signal left of the end-of-run catch-up); NonFiniteError if
-        the weights are not finite. A second call at the same step and update count
-        returns the first one's path."""
+        the weights are not finite. `cut`: a periodic checkpoint (`train.exact_resume`
+        cuts the games there), not the closing one. A second call at the same step and
+        update count returns the first one's path."""
         learner = self.parts.learner
         if self.last is not None and self.last[:2] == (step, learner.num_updates):
             return self.last[2]  # nothing changed since (async: updates go on at one step)
@@ -203,7 +162,7 @@ class Checkpointer:
             raise NonFiniteError(
                 f"non-finite weights ({', '.join(bad[:3])}) at env step {step}, update "
                 f"{learner.num_updates}: training stopped{self.saved_note()}")
-        open_obs = self.streams.at_save(step)
+        games = self.streams.at_save(step, cut)
         save_replay = self.cfg.replay.save_in_checkpoint
         payload = {
             "signature": network_signature(self.cfg, self.parts),
@@ -216,7 +175,8 @@ class Checkpointer:
             "learner": learner_state,
             "actor": self.parts.actor.state_dict(),
             "replay": self.parts.replay.state_dict() if save_replay else None,
-            "open_obs": open_obs,
+            "open_obs": games.get("open_obs"),
+            "open_games": games.get("open_games"),
             "torch_rng": torch.get_rng_state(),
             "saved_at": time.time(),
         }
@@ -256,13 +216,12 @@ class Checkpointer:
         notes: list[str] = []
         if state.get("replay") is not None:
             check_replay_settings(state.get("config", {}), to_dict(self.cfg), source)
-        if not self.cfg.train.exact_resume:
+        saved_games: dict[str, Any] = {}
+        if state.get("replay") is not None:
+            p.replay.load_state_dict(state["replay"])
+            saved_games = {k: state.get(k) for k in ("open_obs", "open_games")}
+        if not self.cfg.train.exact_resume and saved_games.get("open_games") is None:
             notes.append(f"resumed at env step {step}: the emulator state cannot be saved, so "
                          f"new games start here (the games in progress at the checkpoint "
                          f"are not logged)")
-        if state.get("replay") is not None:
-            p.replay.load_state_dict(state["replay"])
-            self.streams.at_restore(step, state.get("open_obs"))
-        else:
-            self.streams.at_restore(step, None)
-        return notes
+        return notes + self.streams.at_restore(step, saved_games)

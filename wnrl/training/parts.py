@@ -29,7 +29,7 @@ from wnrl.losses import make_loss
 from wnrl.networks import make_q_network
 from wnrl.recipe import AgentRecipe
 from wnrl.replay import ReplayBuffer
-from wnrl.training.checkpointer import LocalStreams
+from wnrl.training.streams import LocalStreams
 
 
 def seed_everything(seed: int) -> None:

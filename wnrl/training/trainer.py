@@ -37,9 +37,10 @@ from wnrl.logger import RunLogger
 from wnrl.nn import data_dependent_init
 from wnrl.schedules import priority_beta
 from wnrl.signals import StopFlag
-from wnrl.training.checkpointer import Checkpointer, EpisodeStreams, RunParts
+from wnrl.training.checkpointer import Checkpointer, RunParts
 from wnrl.training.loops import LOOPS
 from wnrl.training.schedule import Schedule
+from wnrl.training.streams import EpisodeStreams
 
 
 def stop_return_reached(cfg: Config, returns: deque[float] | list[float]) -> bool:
@@ -95,13 +96,15 @@ class Trainer:
     def act(self, step: int) -> tuple[Transition, list[Episode]]:
         """One actor step; an env failure becomes a one-line EnvError."""
         try:
-            return self.parts.actor.step()
+            transition, episodes = self.parts.actor.step()
         except Exception as exc:
             text = str(exc).strip().splitlines()
             raise self.fail(EnvError(
                 f"the env failed after env step {step}: {type(exc).__name__}: "
                 f"{text[0][:200] if text else ''}; training stopped"
                 f"{self.checkpointer.saved_note()}")) from exc
+        self.checkpointer.streams.record(transition)
+        return transition, episodes
 
     def record_episodes(self, episodes: list[Episode], step: int) -> None:
         """Log finished episodes (raw score) and keep the window for `train.stop_return`."""
@@ -229,16 +232,16 @@ class Trainer:
                                                 gamma=self.cfg.learner.gamma), step)
 
     # ---- checkpoints ----------------------------------------------------------------------
-    def save_checkpoint(self, step: int) -> Path:
-        """Write the checkpoint of `step` (see `wnrl.training.checkpointer`); a failed run
-        raises its failure instead."""
+    def save_checkpoint(self, step: int, cut: bool = True) -> Path:
+        """Write the checkpoint of `step` (see `wnrl.training.checkpointer`; `cut`: a
+        periodic one, not the closing one); a failed run raises its failure instead."""
         if self.failed is not None:
             raise self.failed
         progress = {"initialized": self.initialized, "update_base": self.update_base,
                     "recent_returns": list(self.recent_returns),
                     "owed_updates": self.owed_updates}
         try:
-            return self.checkpointer.save(step, progress)
+            return self.checkpointer.save(step, progress, cut)
         except TrainingFailed as exc:
             raise self.fail(exc) from None
 
@@ -283,7 +286,7 @@ class Trainer:
     def finish(self, step: int, stop: StopFlag) -> int:
         """Final checkpoint and report. A run whose work is all done is reported done (exit
         0) even if a signal came at the very end; anything left undone is resumable."""
-        path = self.save_checkpoint(step)
+        path = self.save_checkpoint(step, cut=False)
         finished = step >= self.cfg.train.total_steps or self.reached_stop_return()
         if self.reached_stop_return():
             self.log.message(f"mean return of the last {self.cfg.train.stop_window} episodes "
