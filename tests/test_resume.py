@@ -151,15 +151,21 @@ def test_changed_replay_size_names_the_key(tmp_path: Path, capsys) -> None:
 
 def test_replay_settings_check_names_each_key() -> None:
     saved = {"env": {"num_envs": 4, "frame_stack": 4}, "replay": {"capacity": 4000},
-             "distributed": {"num_replay_shards": 2}}
+             "distributed": {"enabled": True, "num_replay_shards": 2}}
     now = {"env": {"num_envs": 4, "frame_stack": 4},
            "replay": {"capacity": 4000, "n_step": 1, "prioritized": False},
            "learner": {"gamma": 0.99},
-           "distributed": {"enabled": False, "num_actors": 2, "num_replay_shards": 1}}
+           "distributed": {"enabled": True, "num_actors": 2, "num_replay_shards": 1}}
     with pytest.raises(ckpt.CheckpointError, match="resume with distributed.num_replay_shards=2"):
         check_replay_settings(saved, now, "c.pt")
     saved["distributed"]["num_replay_shards"] = 1
     check_replay_settings(saved, now, "c.pt")  # keys the old checkpoint lacks are not checked
+    # a single-machine run does not care about the (unused) Ape-X layout
+    saved["distributed"] = {"enabled": False, "num_replay_shards": 2}
+    check_replay_settings(saved, now | {"distributed": now["distributed"] | {"enabled": False}},
+                          "c.pt")
+    with pytest.raises(ckpt.CheckpointError, match="distributed.enabled=False"):
+        check_replay_settings(saved, now, "c.pt")
 
 
 def test_malformed_override_is_reported_as_for_a_new_run(tmp_path: Path, capsys) -> None:

@@ -118,9 +118,13 @@ REPLAY_KEYS = ("env.num_envs", "replay.capacity", "env.frame_stack", "replay.n_s
 
 def check_replay_settings(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
     """Refuse (CheckpointError naming the key) a config that cannot load the replay saved
-    in checkpoint `source` (`saved`, `current`: `to_dict` of the two configs)."""
+    in checkpoint `source` (`saved`, `current`: `to_dict` of the two configs). The Ape-X
+    layout counts only where Ape-X runs."""
+    apex = current["distributed"]["enabled"] or saved.get("distributed", {}).get("enabled")
     for key in REPLAY_KEYS:
         section, name = key.split(".")
+        if section == "distributed" and name != "enabled" and not apex:
+            continue
         have, want = saved.get(section, {}).get(name), current[section][name]
         if have is not None and have != want:
             raise ckpt.CheckpointError(
