@@ -113,8 +113,8 @@ def test_changed_replay_ratio_counts_from_the_resume(tmp_path: Path, capsys,
     total = 804 if new_ratio > 1 else 1200
     assert resume_run(str(run), [f"train.updates_per_step={new_ratio}",
                                  f"train.total_steps={total}"], progress=False) == 0
-    assert "train.updates_per_step changed from 0.5" in capsys.readouterr().out
     assert _latest(run)["learner"]["num_updates"] == expected
+    assert "train.updates_per_step changed from 0.5" in capsys.readouterr().out
 
 
 def test_extended_total_steps_keeps_the_schedules(tmp_path: Path, capsys) -> None:
@@ -125,11 +125,11 @@ def test_extended_total_steps_keeps_the_schedules(tmp_path: Path, capsys) -> Non
                                       "replay.priority_beta_start": 0.4})
     assert start_run(CARTPOLE, ov, progress=False) == 0
     assert resume_run(str(run), ["train.total_steps=1600"], progress=False) == 0
-    assert "keep their schedules over the first 800 env steps" in capsys.readouterr().out
     from tests.test_train import _scalars
 
     eps = dict(_scalars(run, "train/epsilon"))
     assert eps[800] == pytest.approx(0.02) and eps[1200] == pytest.approx(0.02)  # not 0.51
+    assert "keep their schedules over the first 800 env steps" in capsys.readouterr().out
     cfg = from_dict(_latest(run)["config"])
     assert cfg.train.total_steps == 1600 and cfg.train.schedule_steps == 800
     trainer = Trainer(cfg, tmp_path / "probe", build(cfg))
