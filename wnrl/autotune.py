@@ -1,8 +1,9 @@
 """`auto` learner modes chosen by measuring them on this machine, once, then cached.
 
-When `learner.compile`, `learner.precision` or `learner.cuda_graph` is `auto` and more
-than one mode could run here (`candidates`: compiled or eager where a compiler works,
-bf16 or fp32 where bf16 is native, graphed or not on CUDA), the learner's first update
+When `learner.compile` or `learner.precision` is `auto` and more than one mode could
+run here (`candidates`: compiled or eager where a compiler works, bf16 or fp32 where
+bf16 is native; `cuda_graph=auto` is graphed on CUDA, a known 3.5-4.5x win that is not
+worth a trial's compiles), the learner's first update
 runs a short `trial`: one copy of the learner per mode (deep copies of its networks and
 optimizer: the real learner is never touched, so what it learns does not depend on the
 trial), `WARMUP` updates each (the first compiles), then `ROUNDS` rounds of one timed
@@ -88,15 +89,17 @@ def fixed_mode(cfg: LearnerConfig, device: torch.device) -> Mode:
 
 
 def candidates(cfg: LearnerConfig, device: torch.device) -> list[Mode]:
-    """The modes a trial compares: every `auto` field over what can run natively on
-    `device`, every explicit field as given. One mode means there is nothing to measure."""
+    """The modes a trial compares: `compile` and `precision` at `auto` over what can run
+    natively on `device`, explicit fields as given, `cuda_graph=auto` as `wnrl.accel`
+    resolves it (on CUDA). One mode means there is nothing to measure."""
     fixed = fixed_mode(cfg, device)
     compiles = [False, True] if cfg.compile == "auto" and compiler_available(device) is None \
         else [fixed.compiled]
     precisions = ["fp32", "bf16"] if cfg.precision == "auto" and native_bf16(device) \
         else [fixed.precision]
-    graphs = [False, True] if cfg.cuda_graph == "auto" and device.type == "cuda" \
-        else [fixed.graphed]
+    # A graphed update is 3.5-4.5x an ungraphed one on a GPU (docs/gpu.md): `cuda_graph=auto`
+    # is not put to the trial, which would compile twice as many modes for a known loser.
+    graphs = [fixed.graphed]
     return [Mode(c, p, g) for g in graphs for c in compiles for p in precisions]
 
 
