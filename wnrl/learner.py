@@ -15,9 +15,10 @@ Run `data_dependent_init` on the network before building the learner, or call
 `sync_target()` afterwards so the target starts from the initialized weights.
 
 Speed options (`cfg.compile`, `cfg.precision`, `cfg.cuda_graph`): explicit values are
-taken as given (`wnrl.accel` refuses what the machine cannot run); `auto` values are
-measured (`wnrl.autotune`): the first update times the candidate modes on copies of the
-learner, keeps the fastest and caches the choice for later runs (`tuning` until then). The update is two functions: the loss (online and target
+taken as given (`wnrl.accel` refuses what the machine cannot run); `compile` and
+`precision` at `auto` are measured (`wnrl.autotune`): the first update times the
+candidate modes on copies of the learner, keeps the fastest and caches the choice for
+later runs (`tuning` until then). The update is two functions: the loss (online and target
 forwards, TD targets, weighted mean), whose backward AOTAutograd compiles with
 it, and the optimizer step (gradient-norm clip and the optimizer's update).
 With `compile` both are `torch.compile`d with `fullgraph=True`, so a graph
