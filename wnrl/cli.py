@@ -40,19 +40,27 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--force", action="store_true",
                    help="reuse an existing run directory (its checkpoints are kept)")
+    p.add_argument("--seeds", metavar="SEEDS",
+                   help="train one run per seed in one process, e.g. 0-7 or 0,3,5 "
+                        "(= train.seeds; with learner.lr=[a,b] the runs are seeds x rates)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. learner.lr=3e-4")
     args = p.parse_intermixed_args(argv)  # options may come after key=value overrides
     if args.resume and args.force:
         p.error("--resume and --force do not go together")
+    if args.resume and args.seeds:
+        p.error("--resume and --seeds do not go together (a group resumes whole)")
 
     def run() -> int:
-        from wnrl.training.runner import resume_run, start_run
+        from wnrl.group.members import parse_seeds
+        from wnrl.group.runner import resume, start  # a group, or else the solo runner
 
         if args.resume:
-            return resume_run(args.resume, args.overrides)
+            return resume(args.resume, args.overrides)
         if not args.config:
             raise ConfigError("--config is required (e.g. --config configs/pong_wn_dqn.yaml)")
-        return start_run(args.config, args.overrides, force=args.force)
+        seeds = [] if args.seeds is None else [
+            f"train.seeds=[{','.join(map(str, parse_seeds(args.seeds)))}]"]
+        return start(args.config, [*args.overrides, *seeds], force=args.force)
 
     return _guard(run)
 

@@ -215,6 +215,11 @@ class TrainConfig:
     stop_window: int = 20  # ... over this many consecutive episodes
     run_name: str = ""  # default: <agent>_<game>_s<seed>_<timestamp>
     runs_dir: str = "runs"
+    # Train one run per seed in one process (a group, wnrl.group; `--seeds 0-7`): each is a
+    # normal run with its own directory, as if trained alone with `seed=<s>`. With a list of
+    # rates (`learner.lr=[1e-4,3e-4]` on the command line) the members are seeds x rates.
+    # Empty: one run with `seed`.
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check(self.total_steps > 0, "train.total_steps", "> 0", self.total_steps)
@@ -235,6 +240,8 @@ class TrainConfig:
             _check(getattr(self, k) > 0, f"train.{k}", "> 0", getattr(self, k))
         _check("/" not in self.run_name and self.run_name not in (".", ".."), "train.run_name",
                "a plain directory name", self.run_name)
+        _check(all(s >= 0 for s in self.seeds) and len(set(self.seeds)) == len(self.seeds),
+               "train.seeds", "distinct seeds >= 0", list(self.seeds))
 
     @property
     def schedule_horizon(self) -> int:

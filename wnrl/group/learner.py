@@ -1,0 +1,252 @@
+"""The group learner: one update for all K members, on stacked parameters.
+
+    learner = GroupLearner(networks, cfg.learner, lrs=[1e-4, 2.5e-4, ...])
+    metrics = learner.update([replay_k.sample(bs) for replay_k in replays])  # K UpdateMetrics
+
+Member k is exactly a solo `wnrl.learner.Learner` with rate `lrs[k]`: its own online and
+target networks (rows k of the stacked tensors, `wnrl.group.network`), its own
+optimizer (the solo optimizer itself, `wnrl.learner.make_optimizer`, stepping views of
+member k's rows of the stacked parameters: the same kernel, so the same numbers and the
+same state format), its own gradient-norm clip (the global norm of its
+own gradients), batch statistics over its own minibatch, the same loss (DQN or Double
+DQN targets from `wnrl.losses`, Huber or MSE, importance weights) and the same target
+sync period (members update in lock step). One loss is the sum of the members' losses,
+so one backward gives every member its own gradient (no parameter is shared).
+
+Mode: eager fp32 on the learner's device. Measured on 2 Zen 3 cores (K = 8, MinAtar
+network, batch 32, docs/performance.md): the grouped update costs a fraction of 8 solo
+updates; `torch.compile` and bf16 were not measured for groups, and CUDA graphs are not
+captured for a group yet.
+
+`member_state_dict(k)` is a solo learner's `state_dict()` (online, unfolded target,
+optimizer in torch's format, update count), so a member's checkpoints are those of a
+solo run; `load_member_state_dict(k, state)` takes one back.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wnrl.accel import resolve_device
+from wnrl.config import LearnerConfig
+from wnrl.core.types import Batch, UpdateMetrics
+from wnrl.group.network import (
+    GroupedForward,
+    Tensors,
+    fold_stacked,
+    folded_template,
+    member_state,
+    stack_members,
+)
+from wnrl.learner import IMPLEMENTATION_FLAGS, make_optimizer
+from wnrl.losses import ELEMENTWISE_LOSSES, double_q_target, q_learning_target
+from wnrl.networks import QNetwork
+from wnrl.nn import data_dependent_init
+
+BATCH_FIELDS = ("obs", "action", "reward", "discount", "next_obs", "weight")
+
+
+class GroupLearner:
+    """K DQN learners in one (see the module doc).
+
+    Args:
+        networks: K solo Q-networks of one architecture, each initialized as its solo
+            run would be (their weights are copied; the modules are not kept).
+        cfg: the members' shared learner settings (`lr` is ignored: see `lrs`).
+        lrs: one learning rate per member.
+        device: where the stacked tensors live; default `cfg.device`.
+    """
+
+    def __init__(self, networks: list[QNetwork], cfg: LearnerConfig, lrs: list[float],
+                 device: str | torch.device | None = None) -> None:
+        if len(networks) != len(lrs) or not networks:
+            raise ValueError(f"{len(networks)} networks for {len(lrs)} learning rates")
+        self.cfg, self.k = cfg, len(networks)
+        self.device = resolve_device(cfg.device if device is None else device)
+        self.template = copy.deepcopy(networks[0]).cpu()
+        self.forward = GroupedForward(self.template, self.k)
+        self.target_forward = GroupedForward(folded_template(self.template), self.k)
+        params, buffers = stack_members(networks)
+        self.params = {n: t.to(self.device).requires_grad_(True) for n, t in params.items()}
+        self.buffers = {n: t.to(self.device) for n, t in buffers.items()}
+        self._target_params: Tensors = {}
+        self._target_tensors: Tensors = {}
+        self.sync_target()
+        self.elementwise = ELEMENTWISE_LOSSES[cfg.loss]
+        # one solo optimizer per member, on views of its rows: the solo maths and state
+        # format exactly (see the module doc)
+        self._rows = [[p.detach()[k] for p in self.params.values()] for k in range(self.k)]
+        self.optimizers = [make_optimizer(rows, dataclasses.replace(cfg, lr=lr))
+                           for rows, lr in zip(self._rows, lrs)]
+        self._num_updates = 0
+        self.mode, self.warming_up, self.compiled, self.graphed = "eager fp32", False, False, \
+            False
+        self.compile_seconds: float | None = None
+        self.last_update_seconds = 0.0
+
+    @property
+    def num_updates(self) -> int:
+        return self._num_updates
+
+    @property
+    def lrs(self) -> list[float]:
+        return [opt.param_groups[0]["lr"] for opt in self.optimizers]
+
+    # ---- targets and weights --------------------------------------------------------------
+    @torch.no_grad()
+    def sync_target(self) -> None:
+        """Every member's target = its online parameters and buffers (the target forward
+        uses them folded, as the solo learner's does)."""
+        self._target_params = {n: t.detach().clone() for n, t in self.params.items()}
+        self._target_tensors = {**fold_stacked(self.template, self._target_params),
+                                **{n: b.clone() for n, b in self.buffers.items()}}
+
+    @torch.no_grad()
+    def folded(self, device: str | torch.device = "cpu") -> Tensors:
+        """Every member's online network folded (plain weights) and its buffers, stacked,
+        on `device`: what the group actor acts with."""
+        out = {**fold_stacked(self.template, self.params), **self.buffers}
+        return {n: t.to(device, copy=True) for n, t in out.items()}
+
+    # ---- the update -----------------------------------------------------------------------
+    def _stack(self, batches: list[Batch]) -> list[Tensor]:
+        if len(batches) != self.k:
+            raise ValueError(f"{len(batches)} batches for a group of {self.k}")
+        return [torch.from_numpy(np.stack([getattr(b, f) for b in batches])).to(self.device)
+                for f in BATCH_FIELDS]
+
+    def update(self, batches: list[Batch]) -> list[UpdateMetrics]:
+        """One gradient step of every member k on `batches[k]`; the targets sync every
+        `cfg.target_update_period` updates. Metrics come back with one host copy."""
+        start = time.perf_counter()
+        obs, action, reward, discount, next_obs, weight = self._stack(batches)
+        tensors = {**self.params, **self.buffers}
+        q_all = self.forward(tensors, obs, training=True)  # [K, B, A]
+        q = q_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            q_next = self.target_forward(self._target_tensors, next_obs, training=False)
+            if self.cfg.double_dqn:
+                y = double_q_target(self.forward(tensors, next_obs, training=True), q_next,
+                                    reward, discount)
+            else:
+                y = q_learning_target(q_next, reward, discount)
+        td = y.to(q.dtype) - q
+        member_loss = (weight.to(q.dtype) * self.elementwise(td)).mean(dim=1)  # [K]
+        for p in self.params.values():
+            p.grad = None
+        member_loss.sum().backward()
+        grad_norm = self._clip()
+        self._step()
+        self._num_updates += 1
+        if self._num_updates % self.cfg.target_update_period == 0:
+            self.sync_target()
+        host = torch.cat([member_loss.detach()[:, None], q.detach().mean(1, keepdim=True),
+                          grad_norm[:, None], td.detach().abs()], dim=1).cpu().numpy()
+        self.last_update_seconds = time.perf_counter() - start
+        return [UpdateMetrics(loss=float(h[0]), q_mean=float(h[1]), grad_norm=float(h[2]),
+                              td_abs=h[3:]) for h in host]
+
+    @torch.no_grad()
+    def _clip(self) -> Tensor:
+        """Each member's global gradient norm float[K] (before clipping); clips each member
+        to `cfg.max_grad_norm` as `torch.nn.utils.clip_grad_norm_` does a solo network."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1)  # [K, P]
+        total = norms.norm(dim=1)
+        if self.cfg.max_grad_norm is not None:
+            coef = (self.cfg.max_grad_norm / (total + 1e-6)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+        return total
+
+    @torch.no_grad()
+    def _step(self) -> None:
+        grads = [p.grad for p in self.params.values()]
+        for k, (rows, opt) in enumerate(zip(self._rows, self.optimizers)):
+            for row, g in zip(rows, grads):
+                row.grad = None if g is None else g[k]
+            opt.step()
+
+    # ---- members as solo learners ---------------------------------------------------------
+    def member_network(self, k: int, target: bool = False) -> QNetwork:
+        """Member k's online (or unfolded target) network as a solo module (a copy, in
+        training mode for the online one, eval for the target)."""
+        net = copy.deepcopy(self.template).to(self.device)
+        src = self._target_params if target else self.params
+        buffers = {n: self._target_tensors[n] for n in self.buffers} if target else self.buffers
+        net.load_state_dict({**member_state(src, k), **member_state(buffers, k)})
+        return net.train(not target)
+
+    @torch.no_grad()
+    def data_dependent_init(self, k: int, batch: Tensor | np.ndarray,
+                            generator: torch.Generator | None = None) -> None:
+        """The paper's init of member k on its own batch (`wnrl.nn.data_dependent_init` on
+        its solo network), then its target follows (all members' targets are re-synced,
+        which only matters before the first update, where this is called)."""
+        net = self.member_network(k)
+        data_dependent_init(net, batch, generator=generator)
+        self._write_member(k, net.state_dict())
+        self.sync_target()
+
+    @torch.no_grad()
+    def _write_member(self, k: int, state: dict[str, Tensor],
+                      target: dict[str, Tensor] | None = None) -> None:
+        for n, t in state.items():
+            (self.params if n in self.params else self.buffers)[n][k].copy_(t)
+        if target is not None:
+            for n, t in target.items():
+                dest = self._target_params if n in self._target_params else None
+                if dest is not None:
+                    dest[n][k].copy_(t)
+
+    def member_state_dict(self, k: int) -> dict[str, Any]:
+        """Member k's state in the solo `Learner.state_dict()` format."""
+        target = {**member_state(self._target_params, k),
+                  **{n: self._target_tensors[n][k].clone() for n in self.buffers}}
+        online = {**member_state(self.params, k), **member_state(self.buffers, k)}
+        return {"online": self._ordered(online),
+                "target": self._ordered(target),
+                "optimizer": self.optimizers[k].state_dict(),
+                "num_updates": self._num_updates}
+
+    def _ordered(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {n: state[n] for n in self.template.state_dict()}
+
+    @torch.no_grad()
+    def load_member_state_dict(self, k: int, state: dict[str, Any]) -> None:
+        """Restore member k from a solo `Learner.state_dict()` (every member must be at the
+        same update count: ValueError otherwise)."""
+        if k > 0 and int(state["num_updates"]) != self._num_updates:
+            raise ValueError(f"member {k} is at update {state['num_updates']}, member 0 at "
+                             f"{self._num_updates}: a group's members update together")
+        probe = copy.deepcopy(self.template)
+        probe.load_state_dict(state["online"])  # refuses another architecture (RuntimeError)
+        probe.load_state_dict(state["target"])
+        self._write_member(k, state["online"])
+        for n, t in state["target"].items():
+            if n in self._target_params:
+                self._target_params[n][k].copy_(t)
+            else:
+                self._target_tensors[n][k].copy_(t)
+        folded = fold_stacked(self.template, self._target_params)
+        for n, t in folded.items():
+            self._target_tensors[n].copy_(t)
+        opt = self.optimizers[k]
+        flags = [{f: g[f] for f in IMPLEMENTATION_FLAGS if f in g} for g in opt.param_groups]
+        opt.load_state_dict(state["optimizer"])
+        for group, own in zip(opt.param_groups, flags):  # this learner's kernel, as the solo
+            group.update(own)  # Learner.load_state_dict does
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                if isinstance(st.get("step"), Tensor):
+                    st["step"] = st["step"].to(p.device if group.get("fused") else "cpu",
+                                               torch.float32)
+        self._num_updates = int(state["num_updates"])
+
