@@ -7,6 +7,7 @@ See `wnrl.experiments.benchmark`.
         [--no-peer] [--modes eager-fp32 compiled-bf16 eager-bf16-graph ...] [--compile auto]
         [--precision auto] [--cuda-graph false] [--sections learner e2e ...]
         [--json benchmark.json]
+    python scripts/benchmark.py --group 8 [--quick] [--json benchmark_group.json]
 """
 
 from __future__ import annotations
@@ -71,8 +72,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="learner.cuda_graph of the bound and end-to-end runs (default false)")
     p.add_argument("--actor-device", choices=["auto", "cpu", "cuda"],
                    help="the end-to-end runs' actor.device (default auto: the learner's)")
+    p.add_argument("--group", type=positive, metavar="K",
+                   help="only the group section: K runs trained together vs a solo run, "
+                        "aggregate env steps/s on MinAtar and Pong (wnrl.experiments."
+                        "benchmark_group); with --quick, shorter")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
+    if a.group:
+        from wnrl.experiments import benchmark_group as bg
+
+        gb = bg.GroupBench.quick(a.group) if a.quick else bg.GroupBench(k=a.group)
+        results = bg.run_group_section(gb)
+        print(bg.format_group_table(results))
+        bg.save_group_json(results, a.json)
+        print(f"results written to {a.json}")
+        return 0
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     kw = {k: v for k, v in vars(a).items() if k in names and v is not None}
     if a.batch_sizes:

@@ -5,9 +5,10 @@
 
 Member k is exactly a solo `wnrl.learner.Learner` with rate `lrs[k]`: its own online and
 target networks (rows k of the stacked tensors, `wnrl.group.network`), its own
-optimizer (the solo optimizer itself, `wnrl.learner.make_optimizer`, stepping views of
-member k's rows of the stacked parameters: the same kernel, so the same numbers and the
-same state format), its own gradient-norm clip (the global norm of its
+optimizer (the solo optimizer, `wnrl.learner.make_optimizer`, with one parameter group
+per member holding views of its rows of the stacked parameters and its rate: the same
+kernel, so the same numbers, one `step` call for all; `member_state_dict` cuts member k's
+group out in the solo optimizer's format), its own gradient-norm clip (the global norm of its
 own gradients), batch statistics over its own minibatch, the same loss (DQN or Double
 DQN targets from `wnrl.losses`, Huber or MSE, importance weights) and the same target
 sync period (members update in lock step). One loss is the sum of the members' losses,
@@ -26,13 +27,13 @@ solo run; `load_member_state_dict(k, state)` takes one back.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.adam import adam  # the functional form Adam.step calls
 
 from wnrl.accel import resolve_device
 from wnrl.config import LearnerConfig
@@ -80,11 +81,16 @@ class GroupLearner:
         self._target_tensors: Tensors = {}
         self.sync_target()
         self.elementwise = ELEMENTWISE_LOSSES[cfg.loss]
-        # one solo optimizer per member, on views of its rows: the solo maths and state
-        # format exactly (see the module doc)
+        # the solo optimizer with one parameter group per member (views of its rows, its
+        # rate): the solo maths exactly, one step call (see the module doc)
         self._rows = [[p.detach()[k] for p in self.params.values()] for k in range(self.k)]
-        self.optimizers = [make_optimizer(rows, dataclasses.replace(cfg, lr=lr))
-                           for rows, lr in zip(self._rows, lrs)]
+        self.optimizer = make_optimizer(
+            [{"params": rows, "lr": lr} for rows, lr in zip(self._rows, lrs)], cfg)
+        self._fused_adam = cfg.optimizer == "adam" and all(
+            g.get("fused") and not g.get("amsgrad") and not g.get("weight_decay")
+            and not g.get("capturable") for g in self.optimizer.param_groups)
+        self._solo_groups = make_optimizer(self.template.parameters(), cfg).state_dict()[
+            "param_groups"]
         self._num_updates = 0
         self.mode, self.warming_up, self.compiled, self.graphed = "eager fp32", False, False, \
             False
@@ -97,7 +103,7 @@ class GroupLearner:
 
     @property
     def lrs(self) -> list[float]:
-        return [opt.param_groups[0]["lr"] for opt in self.optimizers]
+        return [g["lr"] for g in self.optimizer.param_groups]
 
     # ---- targets and weights --------------------------------------------------------------
     @torch.no_grad()
@@ -112,8 +118,9 @@ class GroupLearner:
     def folded(self, device: str | torch.device = "cpu") -> Tensors:
         """Every member's online network folded (plain weights) and its buffers, stacked,
         on `device`: what the group actor acts with."""
-        out = {**fold_stacked(self.template, self.params), **self.buffers}
-        return {n: t.to(device, copy=True) for n, t in out.items()}
+        out = {**fold_stacked(self.template, self.params),  # new tensors: no copy needed
+               **{n: b.clone() for n, b in self.buffers.items()}}
+        return {n: t.to(device) for n, t in out.items()}
 
     # ---- the update -----------------------------------------------------------------------
     def _stack(self, batches: list[Batch]) -> list[Tensor]:
@@ -169,10 +176,25 @@ class GroupLearner:
     @torch.no_grad()
     def _step(self) -> None:
         grads = [p.grad for p in self.params.values()]
-        for k, (rows, opt) in enumerate(zip(self._rows, self.optimizers)):
+        opt = self.optimizer
+        fast = self._fused_adam and all(row in opt.state for row in self._rows[0])
+        for k, rows in enumerate(self._rows):
             for row, g in zip(rows, grads):
                 row.grad = None if g is None else g[k]
+        if not fast:  # the first step creates the state; other optimizers step per group
             opt.step()
+            return
+        # Adam's fused kernel once per distinct rate over every member with that rate:
+        # the numbers of `opt.step()` (which calls it once per member) at less overhead
+        for lr in dict.fromkeys(self.lrs):
+            rows = [r for k, rs in enumerate(self._rows) if opt.param_groups[k]["lr"] == lr
+                    for r in rs if r.grad is not None]
+            st = [opt.state[r] for r in rows]
+            adam(
+                rows, [r.grad for r in rows], [x["exp_avg"] for x in st],
+                [x["exp_avg_sq"] for x in st], [], [x["step"] for x in st], fused=True,
+                amsgrad=False, beta1=self.cfg.beta1, beta2=self.cfg.beta2, lr=lr,
+                weight_decay=0.0, eps=self.cfg.eps, maximize=False)
 
     # ---- members as solo learners ---------------------------------------------------------
     def member_network(self, k: int, target: bool = False) -> QNetwork:
@@ -213,7 +235,7 @@ class GroupLearner:
         online = {**member_state(self.params, k), **member_state(self.buffers, k)}
         return {"online": self._ordered(online),
                 "target": self._ordered(target),
-                "optimizer": self.optimizers[k].state_dict(),
+                "optimizer": self._member_optimizer_state(k),
                 "num_updates": self._num_updates}
 
     def _ordered(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -238,15 +260,38 @@ class GroupLearner:
         folded = fold_stacked(self.template, self._target_params)
         for n, t in folded.items():
             self._target_tensors[n].copy_(t)
-        opt = self.optimizers[k]
-        flags = [{f: g[f] for f in IMPLEMENTATION_FLAGS if f in g} for g in opt.param_groups]
-        opt.load_state_dict(state["optimizer"])
-        for group, own in zip(opt.param_groups, flags):  # this learner's kernel, as the solo
-            group.update(own)  # Learner.load_state_dict does
-            for p in group["params"]:
-                st = opt.state.get(p, {})
-                if isinstance(st.get("step"), Tensor):
-                    st["step"] = st["step"].to(p.device if group.get("fused") else "cpu",
-                                               torch.float32)
+        self._load_member_optimizer_state(k, state["optimizer"])
         self._num_updates = int(state["num_updates"])
 
+    def _member_optimizer_state(self, k: int) -> dict[str, Any]:
+        """Member k's parameter group as the solo optimizer's `state_dict()`."""
+        opt, rows = self.optimizer, self._rows[k]
+        state = {i: {key: v.clone() for key, v in opt.state[row].items()}
+                 for i, row in enumerate(rows) if row in opt.state}
+        own = opt.param_groups[k]
+        groups = [{**g, **{key: own[key] for key in g if key in own and key != "params"}}
+                  for g in self._solo_groups]
+        return {"state": state, "param_groups": groups}
+
+    @torch.no_grad()
+    def _load_member_optimizer_state(self, k: int, saved: dict[str, Any]) -> None:
+        """Member k's state from a solo optimizer's `state_dict()` (its hyperparameters but
+        the implementation flags, which stay this learner's, as `Learner` does)."""
+        opt, rows = self.optimizer, self._rows[k]
+        (group,) = saved["param_groups"]
+        if len(group["params"]) != len(rows):
+            raise ValueError(f"optimizer state for {len(group['params'])} parameters, the "
+                             f"network has {len(rows)}")
+        own = opt.param_groups[k]
+        own.update({key: v for key, v in group.items()
+                    if key != "params" and key not in IMPLEMENTATION_FLAGS})
+        on_device = bool(own.get("capturable") or own.get("fused"))
+        for i, row in zip(group["params"], rows):
+            st = saved["state"].get(i)
+            if st is None:
+                opt.state.pop(row, None)
+                continue
+            opt.state[row] = {
+                key: (v.to(row.device if on_device else "cpu", torch.float32) if key == "step"
+                      else v.to(row.device, row.dtype).clone()) if isinstance(v, Tensor) else v
+                for key, v in st.items()}

@@ -108,14 +108,20 @@ class GroupTrainer:
             t.last_metrics = m
         return self.learner.num_updates % self.cfgs[0].actor.weight_sync_period == 0
 
+    def advance(self, step: int) -> int:
+        """One iteration of the loop: every member's vector step, the updates due, every
+        member's periodic work; returns the env step reached."""
+        step = self.step_all(step)
+        self.learn(step)
+        for k in range(self.learner.k):
+            with self.member(k) as t:
+                t.periodic(step)
+        return step
+
     def loop(self, stop: StopFlag) -> int:
         total, step = self.cfgs[0].train.total_steps, self.trainers[0].parts.actor.env_steps
         while step < total and stop.requested is None:
-            step = self.step_all(step)
-            self.learn(step)
-            for k in range(self.learner.k):
-                with self.member(k) as t:
-                    t.periodic(step)
+            step = self.advance(step)
         return step
 
     # ---- the run --------------------------------------------------------------------------
