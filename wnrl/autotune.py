@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -38,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -247,9 +249,10 @@ def plan(cfg: LearnerConfig, device: torch.device,
 def run(plan_: Trial, learner: Any, batch: Any) -> tuple[Mode, list[str]]:
     """Run `plan_` for `learner` (a `wnrl.learner.Learner`) on its first `batch`: each mode
     on a copy built from the learner's state (`copy.deepcopy`: the learner itself is not
-    touched) and the global random state put back after. Caches the fastest; returns it
-    and the lines for the log."""
-    start, rng = time.perf_counter(), torch.get_rng_state()
+    touched), the global random states (torch, random, NumPy) put back after. Caches the
+    fastest; returns it and the lines for the log."""
+    start, rng = time.perf_counter(), (torch.get_rng_state(), random.getstate(),
+                                       np.random.get_state())
     state = copy.deepcopy(learner.state_dict())
 
     def make(mode: Mode) -> Callable[[], object]:
@@ -260,7 +263,9 @@ def run(plan_: Trial, learner: Any, batch: Any) -> tuple[Mode, list[str]]:
         return lambda: twin.update(batch)
 
     ms = trial(plan_.modes, make)
-    torch.set_rng_state(rng)
+    torch.set_rng_state(rng[0])
+    random.setstate(rng[1])
+    np.random.set_state(rng[2])
     best = min(plan_.modes, key=lambda m: ms[m.name])
     cache = ModeCache()
     cache.put(plan_.key, {"mode": best.name, "ms": ms, "what": plan_.what})
