@@ -21,6 +21,7 @@ model in parts (`learn(..., reset_num_timesteps=False)`) for
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,7 @@ def peer_update(bc: BenchConfig, peer: str) -> Callable[[], object]:
     """The peer's learner-only bound: one `DQN.train` gradient step of `peer`'s model on
     a fixed batch of 32 random transitions (as wnrl's bound: no sampling)."""
     env = make_peer_env(bc.game, seed=0)
-    model = make_peer(bc, peer, env)
+    model = make_peer(dataclasses.replace(bc, replay_capacity=64), peer, env)
     rng, shape = np.random.default_rng(4), env.observation_space.shape
     buf = model.replay_buffer
     for _ in range(32):
