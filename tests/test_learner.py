@@ -227,7 +227,7 @@ def test_real_networks_update_and_fold(norm: str, obs_shape: tuple[int, ...],
 
 # ---- learner modes: torch.compile and bf16 autocast ------------------------------------
 
-NORMS = ["none", "weight", "batch", "weight+mean_only"]
+NORMS = ["none", "weight", "batch", "weight+mean_only", "layer"]
 
 
 def _run_updates(norm: str, obs_shape: tuple[int, ...], steps: int = 3,

@@ -14,10 +14,10 @@ DQN targets from `wnrl.losses`, Huber or MSE, importance weights) and the same t
 sync period (members update in lock step). One loss is the sum of the members' losses,
 so one backward gives every member its own gradient (no parameter is shared).
 
-Mode: eager fp32 on the learner's device. Measured on 2 Zen 3 cores (K = 8, MinAtar
-network, batch 32, docs/performance.md): the grouped update costs a fraction of 8 solo
-updates; `torch.compile` and bf16 were not measured for groups, and CUDA graphs are not
-captured for a group yet.
+Mode: eager fp32 on the learner's device (`learner.compile`, `precision` and `cuda_graph`
+are not applied to a group: none was measured for it, and CUDA graphs are not captured
+for a group yet). End to end, a group of 8 MinAtar runs made 2.2x one solo run's env
+steps/s on 2 shared Zen 3 cores (docs/performance.md).
 
 `member_state_dict(k)` is a solo learner's `state_dict()` (online, unfolded target,
 optimizer in torch's format, update count), so a member's checkpoints are those of a

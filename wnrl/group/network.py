@@ -17,12 +17,15 @@ statistic a norm takes is over member k's rows only, so no member's Q-values or
 gradients depend on another member's batch. The WN weight of a member is materialized
 with the same fused `torch._weight_norm` the solo layers use.
 
-Why grouped ops and not `torch.func.vmap` over `functional_call` (measured, K = 8,
-MinAtar network, batch 32, one update, 2 Zen 3 cores, shared: docs/performance.md):
-vmap turns each conv into a batched conv that PyTorch's CPU backend runs as a loop or
-a reshaped conv with extra copies, and batch norm's in-place running-stat updates need
-care under vmap; the explicit grouped conv and `baddbmm` call one kernel per layer for
-all members.
+Why grouped ops and not `torch.func.vmap` over `functional_call` (measured, update only,
+K = 8, MinAtar network, batch 32, one thread, 2 shared Zen 3 cores, against a loop of 8
+solo `Learner` updates; docs/performance.md): vmap was 1.47x the loop for the standard
+network but 0.90x with weight norm, since PyTorch has no vmap rule for `_weight_norm`
+and falls back to a per-member loop, and batch norm's in-place running-statistics
+updates need care under vmap; the grouped update was 1.31x / 1.13x (before its
+optimizer was batched) and works alike for every norm, WN included, which is what the
+package is about. Linear layers go through `_GroupLinear` so that each member's
+products are its solo layer's, bit for bit on the MLP (see there).
 """
 
 from __future__ import annotations
