@@ -3,6 +3,7 @@ run report of a member, and the one-line refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -115,3 +116,25 @@ def test_refusals_are_one_line_with_exit_code_2(tmp_path: Path, capsys, extra: l
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and all(f in err[0] for f in fragments), err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_diverging_member_stops_the_group_and_the_others_are_saved(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    from wnrl.group.learner import GroupLearner
+
+    real = GroupLearner.update
+
+    def update(self: GroupLearner, batches: list) -> list:
+        metrics = real(self, batches)
+        if self.num_updates == 100:
+            metrics[1] = dataclasses.replace(metrics[1], loss=float("nan"))
+        return metrics
+
+    monkeypatch.setattr(GroupLearner, "update", update)
+    assert train_main(_args(tmp_path, "g", "--seeds", "0-2")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "g_s1: non-finite loss" in err[0], err
+    saved = {s: [ckpt.load(p)["env_steps"] for p in ckpt.list_checkpoints(
+        tmp_path / f"g_s{s}" / "checkpoints")] for s in range(3)}
+    assert saved[1] == []  # the diverged member writes nothing
+    assert saved[0] == saved[2] and saved[0] and max(saved[0]) < 1600
