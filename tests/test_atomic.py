@@ -75,7 +75,7 @@ def test_evaluation_json_is_written_atomically(tmp_path: Path, monkeypatch) -> N
 
     cfg = load_config(Path(__file__).parents[1] / "configs" / "cartpole_dqn.yaml", [])
     monkeypatch.setattr(evaluate, "load_policy",
-                        lambda path: (cfg, None, {"signature": {"obs_shape": [4]},
+                        lambda path, on_skip=None: (cfg, None, {"signature": {"obs_shape": [4]},
                                                   "env_steps": 7}))
     monkeypatch.setattr(evaluate, "evaluate_network",
                         lambda *a, **k: evaluate.EvalResult([1.0, 3.0], [10, 30], "CartPole-v1"))
