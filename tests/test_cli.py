@@ -51,7 +51,10 @@ def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
                "train.total_steps=2400", "train.learning_starts=1600", "replay.capacity=3000",
                "learner.batch_size=8", "train.checkpoint_period=1200", "train.eval_period=0",
                "train.noise_period=2000", "train.log_period=400",
-               "eval.max_episode_frames=3000")
+               "eval.max_episode_frames=3000",
+               # eager: the compiled update is tested in test_learner.py; a cold compile in
+               # this subprocess would add ~25 s on 2 cores
+               "learner.compile=false")
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "pong"
     assert (run / "config.yaml").is_file()
