@@ -31,7 +31,6 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
     tiny = ["--quick", "--learning-starts", "256", "--measure-steps", "64", "--repeats", "1",
             "--env-seconds", "0.2", "--replay-capacity", "2000", "--num-envs", "4",
             "--modes", "eager-bf16", "--compile", "false", "--agent", "dqn", "--json", str(out)]
-    tiny += [] if peer_available() else ["--no-peer"]
     monkeypatch.setattr(sys, "argv", [str(SCRIPT), *tiny])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(SCRIPT), run_name="__main__")
