@@ -31,6 +31,7 @@ from wnrl.group.parts import build_group
 from wnrl.group.trainer import GroupTrainer
 from wnrl.logger import RunLogger
 from wnrl.training import Trainer, build
+from wnrl.training.loops import sync_steps
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -82,16 +83,7 @@ def _solo(cfg: Config, run_dir: Path) -> Trainer:
 
 def _solo_steps(t: Trainer, n: int) -> None:
     """`n` env steps of the sync loop's body (act, store, learn, periodic work)."""
-    actor, replay = t.parts.actor, t.parts.replay
-    step = actor.env_steps
-    end = step + n
-    while step < end:
-        transition, episodes = t.act(step)
-        replay.add(transition)
-        step = actor.env_steps
-        t.record_episodes(episodes, step)
-        t.learn(step)
-        t.periodic(step)
+    sync_steps(t, t.parts.actor.env_steps + n)
 
 
 def _group(cfgs: list[Config], root: Path) -> GroupTrainer:

@@ -21,9 +21,17 @@ from wnrl.training.loop_api import Loop, LoopHost
 
 def sync_loop(trainer: LoopHost, stop: StopFlag) -> int:
     """Alternate one actor step and the updates it makes due; returns the env step."""
+    return sync_steps(trainer, trainer.cfg.train.total_steps, stop)
+
+
+def sync_steps(trainer: LoopHost, until: int, stop: StopFlag | None = None) -> int:
+    """The sync loop's body (act, store, learn, periodic work) until env step `until`, a
+    stop request or the stop return; returns the env step (the benchmark times parts
+    of a run with it)."""
     actor, replay = trainer.parts.actor, trainer.parts.replay
-    total, step = trainer.cfg.train.total_steps, actor.env_steps
-    while step < total and stop.requested is None and not trainer.reached_stop_return():
+    step = actor.env_steps
+    while step < until and (stop is None or stop.requested is None) \
+            and not trainer.reached_stop_return():
         transition, episodes = trainer.act(step)
         replay.add(transition)
         step = actor.env_steps
