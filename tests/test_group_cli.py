@@ -48,6 +48,16 @@ def test_each_member_is_a_run_directory_and_the_group_resumes_exactly(tmp_path: 
         assert (cfg.seed, cfg.learner.lr, cfg.train.seeds, cfg.train.run_name) == \
             (seed, lr, (), name)
         assert f"seed: {seed}" in (run / "config.yaml").read_text()
+    # a finished group resumes to one line per member and writes nothing
+    def written() -> dict[Path, int]:  # the lock is taken (and its holder noted) regardless
+        return {p: p.stat().st_mtime_ns for p in full.rglob("*")
+                if p.is_file() and p.name != "wnrl.lock"}
+
+    files = written()
+    capsys.readouterr()
+    assert train_main(["--resume", str(full / names[1])]) == 0
+    assert capsys.readouterr().out.count("is finished: it reached train.total_steps=1600") == 4
+    assert written() == files
     # the group as it was at step 800, resumed from one member's directory
     part = tmp_path / "part"
     shutil.copytree(full, part)

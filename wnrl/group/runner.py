@@ -41,6 +41,7 @@ from wnrl.rundir import RunLock, check_resume_dir, claim_run_dir, create_run_dir
 from wnrl.signals import StopFlag
 from wnrl.training import runner as solo
 from wnrl.training.parts import validate_against_machine
+from wnrl.training.trainer import finished_reason
 
 
 @contextmanager
@@ -141,6 +142,12 @@ def resume(run_dir_arg: str, overrides: list[str], progress: bool | None = None)
         cli = OmegaConf.from_dotlist(list(overrides)) if overrides else OmegaConf.create({})
         cfgs = [build_config((OmegaConf.create(state["config"]), f"{path}"),
                              (cli, "command-line overrides")) for path, state in found]
+        done = [finished_reason(c, state) for c, (_, state) in zip(cfgs, found)]
+        if all(reason is not None for reason in done):  # nothing to do: write nothing
+            for d, (path, _), reason in zip(dirs, found, done):
+                print(f"run {d} is finished: {reason}; its final checkpoint is {path}")
+            _release(locks)
+            return 0
         refuse_unsupported(cfgs[0])
         for c in cfgs:
             validate_against_machine(c)
