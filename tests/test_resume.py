@@ -244,23 +244,11 @@ def test_a_catch_up_cut_by_a_signal_is_not_finished() -> None:
 
 # ---- exact resume from a stop signal ---------------------------------------------------------
 
-class _StopAt:
-    """A StopFlag stand-in: SIGINT once the actor has reached `steps` env steps."""
-
-    exit_code = 130
-
-    def __init__(self, trainer: Trainer, steps: int) -> None:
-        self.trainer, self.steps = trainer, steps
-
-    @property
-    def requested(self) -> int | None:
-        return 2 if self.trainer.parts.actor.env_steps >= self.steps else None
-
-
 def test_exact_resume_after_a_stop_signal_is_bit_identical(tmp_path: Path, capsys) -> None:
     """The stop's checkpoint (step 1000, between the periodic ones at 800 and 1600) used to
     cut the games where the uninterrupted run does not; it now saves their actions since
     the last cut, and the resume plays them again."""
+    from tests.test_async_loop import StopAfter
     from tests.test_train import _assert_same_weights, _scalars
     from wnrl.rundir import create_run_dir
 
@@ -272,7 +260,7 @@ def test_exact_resume_after_a_stop_signal_is_bit_identical(tmp_path: Path, capsy
     trainer = Trainer(cfg, run_dir, build(cfg))
     trainer.log = RunLogger(run_dir, cfg.train.total_steps, progress=False)
     with lock:
-        assert trainer.run(_StopAt(trainer, 1000)) == 130
+        assert trainer.run(StopAfter(trainer, 1000)) == 130
     trainer.log.close()
     stopped = _latest(run_dir)
     assert stopped["env_steps"] == 1000 and stopped["open_games"]["actions"].shape == (50, 4)
