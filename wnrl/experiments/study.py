@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ DEFAULT_AGENTS = ("dqn", "wn_dqn", "bn_dqn", "wn_mobn_dqn")
 FINAL_FRACTION = 0.1  # "final return": episodes in the last 10% of env steps
 NOISE_TAGS = ("q_std", "q_std_rel", "action_flip_frac", "train_eval_gap", "td_target_std",
               "td_target_std_if_train")
+T = TypeVar("T", bound="Trainable")
 _TRAIN = "import sys; from wnrl.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
 
 
@@ -78,6 +79,15 @@ class RunSpec:
         """The run wrote its final checkpoint (at `total_steps`)."""
         return (self.run_dir / "checkpoints" / checkpoint_name(self.total_steps)).is_file()
 
+    @property
+    def log_path(self) -> Path:
+        """Where `train_runs` writes the training process's output."""
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
+
+    @property
+    def label(self) -> str:
+        return f"{self.agent} s{self.seed}"
+
     def command(self) -> list[str]:
         """The training command: resume an interrupted run, else start it."""
         base = [sys.executable, "-c", _TRAIN]
@@ -104,25 +114,40 @@ def plan_runs(env_id: str, agents: Sequence[str], seeds: Sequence[int], total_st
     return specs
 
 
-def train_runs(specs: Sequence[RunSpec], parallel: int = 2, nice: int = 15,
-               progress: bool = True) -> list[RunSpec]:
-    """Train the unfinished runs, at most `parallel` at a time; returns the ones that failed.
+class Trainable(Protocol):
+    """What `train_runs` needs of a unit of training (a `RunSpec`, or a group of runs in
+    one process, `wnrl.experiments.fair.GroupSpec`)."""
 
-    Each run's output goes to `<run_dir>.log`; a progress bar counts finished runs.
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def log_path(self) -> Path: ...
+    @property
+    def label(self) -> str: ...
+    def command(self) -> list[str]: ...
+
+
+def train_runs(specs: Sequence[T], parallel: int = 2, nice: int = 15,
+               progress: bool = True) -> list[T]:
+    """Train the unfinished specs, at most `parallel` processes at a time (one torch thread
+    each); returns the ones that failed.
+
+    Each process's output is appended to the spec's `log_path`; a progress bar counts
+    finished specs.
     """
     from tqdm import tqdm
 
     todo = [s for s in specs if not s.finished]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    failed: list[RunSpec] = []
-    running: list[tuple[RunSpec, subprocess.Popen]] = []
+    failed: list[T] = []
+    running: list[tuple[T, subprocess.Popen]] = []
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run",
                disable=not progress, desc="training runs")
     while todo or running:
         while todo and len(running) < parallel:
             spec = todo.pop(0)
-            spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            log = open(spec.run_dir.parent / f"{spec.run_dir.name}.log", "a")  # noqa: SIM115
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(spec.log_path, "a")  # noqa: SIM115
             proc = subprocess.Popen(spec.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
             log.close()
@@ -135,8 +160,8 @@ def train_runs(specs: Sequence[RunSpec], parallel: int = 2, nice: int = 15,
             running.remove((spec, proc))
             if proc.returncode != 0 or not spec.finished:
                 failed.append(spec)
-                bar.write(f"run {spec.run_dir} failed (exit {proc.returncode}); see its .log")
-            bar.set_postfix_str(f"{spec.agent} s{spec.seed} done")
+                bar.write(f"{spec.label} failed (exit {proc.returncode}); see {spec.log_path}")
+            bar.set_postfix_str(f"{spec.label} done")
             bar.update(1)
     bar.close()
     return failed

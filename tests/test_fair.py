@@ -1,0 +1,111 @@
+"""The fair study's plan, groups and command line, end to end on a tiny CartPole budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wnrl.config import load_config
+from wnrl.experiments.fair import MAIN, FairProtocol, GroupSpec, plan_main, plan_tuning
+from wnrl.experiments.ledger import Ledger, RunRecord
+from wnrl.group.members import member_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+P = FairProtocol(configs_dir=ROOT / "configs", runs_dir=Path("R"))
+
+
+def test_tuning_plan_is_one_group_per_game_and_agent_named_as_wnrl_group_names_runs() -> None:
+    specs = plan_tuning(P)
+    assert len(specs) == len(P.games) * len(P.agents)
+    spec = specs[0]
+    assert spec.dir == Path("R/tune/minatar_breakout") and spec.schedule_steps == P.steps
+    cfg = load_config(spec.config, ["env.id=minatar/breakout", "train.run_name=dqn",
+                                    "train.seeds=[100,101]"])
+    names = [c.train.run_name for c in member_configs(cfg, list(P.rates))]
+    assert [d.name for _, _, d in spec.members] == names  # the dirs wnrl.group writes
+    cmd = spec.command()
+    assert "--seeds" in cmd and cmd[cmd.index("--seeds") + 1] == "100,101"
+    assert "learner.lr=[6.25e-05,0.00025,0.001,0.004]" in cmd
+    assert "train.schedule_steps=1000000" in cmd and "--resume" not in cmd
+
+
+def test_a_started_group_resumes_and_a_finished_one_is_finished(tmp_path: Path) -> None:
+    spec = GroupSpec(MAIN, "dqn", "CartPole-v1", (3, 4), (1e-3,), 500, 500,
+                     ROOT / "configs/cartpole_dqn.yaml", tmp_path)
+    assert [d.name for _, _, d in spec.members] == ["dqn_s3", "dqn_s4"]  # one rate: no suffix
+    (tmp_path / "dqn_s4" / "checkpoints").mkdir(parents=True)
+    assert "--force" in spec.command()  # a member dir exists, no checkpoint yet
+    (tmp_path / "dqn_s4/checkpoints/ckpt_000000000200.pt").touch()
+    assert spec.command()[-2:] == ["--resume", str(tmp_path / "dqn_s4")]
+    assert not spec.finished
+    for s in ("dqn_s3", "dqn_s4"):
+        (tmp_path / s / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (tmp_path / s / "checkpoints/ckpt_000000000500.pt").touch()
+    assert spec.finished
+
+
+def test_main_plan_trains_only_the_seeds_the_ledger_lacks() -> None:
+    led = Ledger(Path("x"), [RunRecord(MAIN, g, "dqn", s, 2.5e-4, P.steps, 1.0, 1.0)
+                             for g in P.games for s in (0, 1, 2)])
+    specs = plan_main(P, {"dqn": (2.5e-4, 2.5e-4), "ln_dqn": (1e-3, 2.5e-4)}, led)
+    dqn = [s for s in specs if s.agent == "dqn"]
+    assert len(dqn) == 3 and all(s.seeds == (3, 4) for s in dqn)  # the rate listed twice: once
+    ln = [s for s in specs if s.agent == "ln_dqn"]
+    assert len(ln) == 6 and all(s.seeds == (0, 1, 2, 3, 4) for s in ln)
+    assert {s.dir.name for s in ln} == {"lr0.001", "lr0.00025"}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts/fair_study.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+TINY = ["--games", "CartPole-v1", "--agents", "dqn", "wn_dqn", "--rates", "1e-3", "4e-3",
+        "--tune-seeds", "100", "--tune-steps", "1500", "--seeds", "2", "--steps", "1500",
+        "--eval-episodes", "2", "--out", "out", "--runs-dir", "runs", "--configs-dir",
+        str(ROOT / "configs"), "--first-study", "", "--reps", "100"]
+
+
+def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> None:
+    plan = run_cli(*TINY, "--plan", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    # tuning: 2 agents x 2 rates x 1 seed; main (shared rate only until tuning is done): 2 x 2
+    assert "tuning: 2 groups, 6,000 env steps left" in plan.stdout
+    assert "main: 2 groups, 6,000 env steps left" in plan.stdout
+    assert not (tmp_path / "runs").exists()  # planning trains nothing
+    first = run_cli(*TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = (tmp_path / "out/runs.jsonl").read_text().splitlines()
+    recs = [RunRecord.from_dict(json.loads(line)) for line in lines]
+    tune = [r for r in recs if r.phase == "tune"]
+    main = [r for r in recs if r.phase == "main"]
+    assert len(tune) == 4 and all(r.eval_returns is None for r in tune)
+    doc = json.loads((tmp_path / "out/fair.json").read_text())
+    chosen = doc["tuning"]["chosen"]
+    assert set(chosen) == {"dqn", "wn_dqn"}
+    # main runs: 2 seeds at each agent's chosen rate and at the shared rate 2.5e-4
+    want = {(a, s, f"{lr:g}") for a in chosen for lr in {chosen[a], 2.5e-4} for s in (0, 1)}
+    assert {(r.agent, r.seed, f"{r.lr:g}") for r in main} == want
+    assert all(len(r.eval_returns) == 2 and r.eval_epsilon == 0.001 for r in main)
+    assert (tmp_path / "out/fair.md").is_file() and (tmp_path / "out/tuning.png").is_file()
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # the ledger alone reproduces every table
+    again = run_cli(*TINY, "--no-train", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "out/fair.json").read_text()) == doc
+    plan = run_cli(*TINY, "--plan", cwd=tmp_path)
+    assert "0 groups, 0 env steps left" in plan.stdout
+
+
+@pytest.mark.parametrize("bad, says", [(["--tune-steps", "0"], "--tune-steps must be >= 1"),
+                                       (["--rates", "1e-3", "1e-3"], "--rates must be distinct")])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, bad: list[str], says: str) -> None:
+    res = run_cli(*TINY, *bad, cwd=tmp_path)
+    assert res.returncode == 2 and says in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,145 @@
+"""`scripts/fair_study.py`: train what the fair study lacks, record it, write its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from wnrl import atomic
+from wnrl.experiments.fair import (
+    FairProtocol,
+    Recorder,
+    env_steps,
+    import_first_study,
+    plan_main,
+    plan_tuning,
+    random_scores,
+)
+from wnrl.experiments.fair_report import (
+    choose_rates,
+    compare,
+    comparison_markdown,
+    plot_profiles,
+    plot_tuning,
+    tuning_markdown,
+)
+from wnrl.experiments.ledger import Ledger
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fair_study.py", description=(
+        "The fair study: tuned learning rates, more seeds, a ledger of finished runs."))
+    p.add_argument("--phase", choices=["tune", "main", "all"], default="all",
+                   help="which runs to train (default: all; the report covers everything)")
+    p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                   help="train missing runs (--no-train: only report from the ledger)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the groups left to train and their env steps, then exit")
+    p.add_argument("--out", type=Path, default=Path("docs/results/minatar/fair"))
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/fair"))
+    p.add_argument("--configs-dir", type=Path, default=Path("configs"))
+    p.add_argument("--first-study", type=Path, default=Path("docs/results/minatar"),
+                   help="the first study's results (its runs count as seeds 0-2 at the "
+                        "shared rate); '' to leave them out")
+    p.add_argument("--parallel", type=int, default=2, help="group processes at a time")
+    p.add_argument("--nice", type=int, default=10)
+    p.add_argument("--games", nargs="+", default=None)
+    p.add_argument("--agents", nargs="+", default=None)
+    p.add_argument("--rates", nargs="+", type=float, default=None, help="the tuning grid")
+    p.add_argument("--tune-seeds", nargs="+", type=int, default=None)
+    p.add_argument("--tune-steps", type=int, default=None)
+    p.add_argument("--seeds", type=int, default=None, help="comparison seeds 0..S-1")
+    p.add_argument("--steps", type=int, default=None, help="env steps per comparison run")
+    p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
+    return p
+
+
+def protocol_of(args: argparse.Namespace) -> FairProtocol:
+    given = {k: v for k, v in {
+        "games": args.games and tuple(args.games), "agents": args.agents and tuple(args.agents),
+        "rates": args.rates and tuple(args.rates),
+        "tune_seeds": args.tune_seeds and tuple(args.tune_seeds),
+        "tune_steps": args.tune_steps, "seeds": args.seeds and tuple(range(args.seeds)),
+        "steps": args.steps, "eval_episodes": args.eval_episodes}.items() if v is not None}
+    bad = [k for k in ("tune_steps", "steps", "eval_episodes") if k in given and given[k] < 1]
+    if bad or ("seeds" in given and not given["seeds"]) or args.parallel < 1:
+        raise ValueError(f"--{(bad or ['seeds/--parallel'])[0].replace('_', '-')} must be >= 1")
+    if "rates" in given and (min(given["rates"]) <= 0 or
+                             len(set(given["rates"])) != len(given["rates"])):
+        raise ValueError("--rates must be distinct rates > 0")
+    return FairProtocol(**given, configs_dir=args.configs_dir, runs_dir=args.runs_dir)
+
+
+def report(ledger: Ledger, p: FairProtocol, out: Path, reps: int) -> dict[str, Any]:
+    """Write <out>/fair.json, fair.md, tuning.png and profiles.png from the ledger."""
+    random = random_scores(p)
+    tuning = choose_rates(ledger, p, random, reps)
+    comparisons = {}
+    if tuning["chosen"]:
+        comparisons["tuned rates"] = compare(ledger, p, tuning["chosen"], random, reps=reps)
+    comparisons["shared rate"] = compare(ledger, p, {a: p.shared_rate for a in p.agents},
+                                         random, reps=reps)
+    doc = {"protocol": {k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in vars(p).items()},
+           "random_score": random, "tuning": tuning, "comparisons": comparisons}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "fair.json", json.dumps(doc, indent=1) + "\n")
+    md = ["# Fair study: tables (written by scripts/fair_study.py from runs.jsonl)\n",
+          f"## Tuning: across-game IQM of normalized AUC [95% CI], {p.tune_steps:,} env "
+          f"steps, seeds {list(p.tune_seeds)}\n", tuning_markdown(tuning, p.rates)]
+    md += [comparison_markdown(c, name) for name, c in comparisons.items()]
+    atomic.write_text(out / "fair.md", "\n".join(md))
+    if tuning["table"]:
+        plot_tuning(out / "tuning.png", tuning)
+    plot_profiles(out / "profiles.png", comparisons)
+    print(f"wrote {out / 'fair.md'}, fair.json and figures")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        p = protocol_of(args)
+        ledger = Ledger.load(args.out / "runs.jsonl")
+        if str(args.first_study) not in ("", "."):
+            import_first_study(ledger, p, args.first_study)
+        tune_specs = plan_tuning(p)
+        rec = Recorder(p, ledger)
+        rec.record(tune_specs)  # finished runs not yet in the ledger (e.g. after a crash)
+        if args.plan:
+            todo = [s for s in tune_specs if not all(
+                ledger.has(s.phase, s.env_id, s.agent, seed, lr, s.total_steps)
+                for seed, lr, _ in s.members)]
+            print(f"tuning: {len(todo)} groups, {env_steps(todo):,} env steps left")
+        from wnrl.experiments.study import train_runs
+
+        if args.train and args.phase in ("tune", "all") and not args.plan:
+            todo = [s for s in tune_specs if not s.finished]
+            failed = train_runs(todo, args.parallel, args.nice)
+            rec.record(tune_specs)
+            if failed:
+                print(f"{len(failed)} tuning group(s) failed; see their logs", file=sys.stderr)
+        random = random_scores(p)
+        chosen = choose_rates(ledger, p, random, args.reps)["chosen"]
+        rates = {a: (chosen[a], p.shared_rate) if a in chosen else (p.shared_rate,)
+                 for a in p.agents}
+        main_specs = plan_main(p, rates, ledger)
+        if args.plan:
+            for s in main_specs:
+                print(f"  {s.label}: seeds {list(s.seeds)}")
+            print(f"main: {len(main_specs)} groups, {env_steps(main_specs):,} env steps left")
+            return 0
+        if args.train and args.phase in ("main", "all"):
+            failed = train_runs(main_specs, args.parallel, args.nice)
+            rec.record(main_specs)
+            if failed:
+                print(f"{len(failed)} main group(s) failed; see their logs", file=sys.stderr)
+        report(ledger, p, args.out, args.reps)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
