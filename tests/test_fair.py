@@ -59,6 +59,14 @@ def test_main_plan_trains_only_the_seeds_the_ledger_lacks() -> None:
     assert {s.dir.name for s in ln} == {"lr0.001", "lr0.00025"}
 
 
+def test_main_plan_trains_the_batch_independent_agents_first_tuned_rate_first() -> None:
+    led = Ledger(Path("x"))
+    rates = {"bn_dqn": (1e-3, 2.5e-4), "dqn": (2.5e-4,), "ln_dqn": (4e-3, 2.5e-4)}
+    order = [(s.agent, f"{s.rates[0]:g}") for s in plan_main(P, rates, led)][::len(P.games)]
+    assert order == [("dqn", "0.00025"), ("ln_dqn", "0.004"), ("ln_dqn", "0.00025"),
+                     ("bn_dqn", "0.001"), ("bn_dqn", "0.00025")]
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts/fair_study.py"), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=600)

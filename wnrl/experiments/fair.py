@@ -46,6 +46,7 @@ class FairProtocol:
     games: tuple[str, ...] = GAMES
     agents: tuple[str, ...] = AGENTS
     rates: tuple[float, ...] = (6.25e-5, 2.5e-4, 1e-3, 4e-3)  # log grid around 2.5e-4
+    first_agents: tuple[str, ...] = ("dqn", "wn_dqn", "ln_dqn")  # trained first (plan_main)
     shared_rate: float = 2.5e-4
     tune_seeds: tuple[int, ...] = (100, 101)  # never used in the comparison
     tune_steps: int = 120_000
@@ -136,20 +137,27 @@ def plan_tuning(p: FairProtocol) -> list[GroupSpec]:
 
 def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
               ledger: Ledger) -> list[GroupSpec]:
-    """One group per (game, agent, rate) for the seeds of `p.seeds` the ledger lacks.
+    """One group per (game, agent, rate) for the seeds of `p.seeds` the ledger lacks, in
+    the order of the study's priorities, so that a study cut short stays coherent:
+    the batch-independent agents (`p.first_agents`) at their first rate (tuned), then at
+    the others (shared), then the remaining agents the same way; games innermost.
 
-    rates: agent -> the rates it is compared at (its tuned rate, the shared rate)."""
+    rates: agent -> the rates it is compared at (its tuned rate first, the shared rate)."""
+    order = []
+    for tier in (True, False):
+        for k in range(max((len(dict.fromkeys(v)) for v in rates.values()), default=0)):
+            for agent in p.agents:
+                lrs = list(dict.fromkeys(rates.get(agent, ())))
+                if (agent in p.first_agents) == tier and k < len(lrs):
+                    order += [(game, agent, lrs[k]) for game in p.games]
     specs = []
-    for game in p.games:
-        for agent in p.agents:
-            for lr in dict.fromkeys(rates.get(agent, ())):
-                have = {r.seed for r in ledger.select(MAIN, game, agent, lr, p.steps)}
-                todo = tuple(s for s in p.seeds if s not in have)
-                if todo:
-                    specs.append(GroupSpec(
-                        MAIN, agent, game, todo, (lr,), p.steps, p.steps,
-                        p.config(agent, game),
-                        p.runs_dir / MAIN / env_tag(game) / f"lr{rate_tag(lr)}", p.overrides))
+    for game, agent, lr in order:
+        have = {r.seed for r in ledger.select(MAIN, game, agent, lr, p.steps)}
+        todo = tuple(s for s in p.seeds if s not in have)
+        if todo:
+            specs.append(GroupSpec(MAIN, agent, game, todo, (lr,), p.steps, p.steps,
+                                   p.config(agent, game), p.runs_dir / MAIN / env_tag(game)
+                                   / f"lr{rate_tag(lr)}", p.overrides))
     return specs
 
 
