@@ -53,7 +53,8 @@ def main_ledger() -> Ledger:
             recs.append(RunRecord("main", g, "dqn", seed, 1e-3, 1000, RANDOM[g] + 4 + seed,
                                   RANDOM[g] + 2, eval_returns=(RANDOM[g] + 4.0,)))
             recs.append(RunRecord("main", g, "wn_dqn", seed, 1e-2, 1000, RANDOM[g] + 10 + seed,
-                                  RANDOM[g] + 5, eval_returns=(RANDOM[g] + 9.0,)))
+                                  RANDOM[g] + 5, eval_returns=(RANDOM[g] + 9.0,),
+                                  noise={"q_std_rel": 0.1 * seed, "train_eval_gap": None}))
     recs.append(RunRecord("main", "g/a", "ln_dqn", 0, 1e-3, 1000, 3.0, 1.0))
     return Ledger(Path("unused"), recs)
 
@@ -71,6 +72,9 @@ def test_compare_normalizers_improvement_and_incomplete_agents() -> None:
     imp = out["improvement"]["dqn"]["final"]
     assert imp["p"] == 0.0 and imp["ci"] == [0.0, 0.0]  # every dqn run loses
     assert out["per_game"]["g/b"]["wn_dqn"]["final_per_seed"] == [20.0, 21.0, 22.0]
+    assert out["noise"]["wn_dqn"] == {"runs": 6, "q_std_rel": pytest.approx(0.1),
+                                      "train_eval_gap": None}
+    assert out["noise"]["dqn"] == {"runs": 0}
 
 
 def test_performance_profile_is_a_decreasing_fraction() -> None:

@@ -125,7 +125,19 @@ def compare(ledger: Ledger, p: FairProtocol, rates: dict[str, float],
                                "eval_mean": float(ev[g][a].mean()) if len(ev[g][a]) else None,
                                "eval_runs": int(len(ev[g][a]))} for a in agents}
                        for g in p.games}
+    out["noise"] = {a: _mean_noise([r for g in p.games for r in recs[g][a]]) for a in agents}
     out["main_runs"] = len(all_main)
+    return out
+
+
+def _mean_noise(records: Sequence[RunRecord]) -> dict[str, Any]:
+    """Mean of each `noise/` diagnostic over the runs that logged it, and how many did."""
+    logged = [r.noise for r in records if r.noise]
+    keys = sorted({k for n in logged for k in n})
+    out: dict[str, Any] = {"runs": len(logged)}
+    for k in keys:
+        vals = [n[k] for n in logged if n.get(k) is not None]
+        out[k] = float(np.mean(vals)) if vals else None
     return out
 
 
@@ -176,6 +188,15 @@ def comparison_markdown(cmp: dict[str, Any], title: str) -> str:
             per = ", ".join(f"{g.split('/')[-1]} {v['p']:.2f}" for g, v in f["per_game"].items())
             lines.append(f"| `{a}` | {f['p']:.2f} [{f['ci'][0]:.2f}, {f['ci'][1]:.2f}] | "
                          f"{u['p']:.2f} [{u['ci'][0]:.2f}, {u['ci'][1]:.2f}] | {per} |")
+    lines += ["", "| agent | runs with diagnostics | Q noise (std / mean \\|Q\\|) | "
+              "greedy-action flips | train-eval gap |", "|---|---|---|---|---|"]
+    for a, n in cmp.get("noise", {}).items():
+        def pct(k: str, n: dict = n) -> str:
+            return "n/a" if n.get(k) is None else f"{100 * n[k]:.2f}%"
+
+        gap = "n/a" if n.get("train_eval_gap") is None else f"{n['train_eval_gap']:.3g}"
+        lines.append(f"| `{a}` | {n['runs']} | {pct('q_std_rel')} | {pct('action_flip_frac')}"
+                     f" | {gap} |")
     games = list(cmp["per_game"])
     lines += ["", "| agent | " + " | ".join(f"{g.split('/')[-1]} final (eval)" for g in games)
               + " |", "|---" * (len(games) + 1) + "|"]
