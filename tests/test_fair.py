@@ -99,7 +99,9 @@ def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> N
     want = {(a, s, f"{lr:g}") for a in chosen for lr in {chosen[a], 2.5e-4} for s in (0, 1)}
     assert {(r.agent, r.seed, f"{r.lr:g}") for r in main} == want
     assert all(len(r.eval_returns) == 2 and r.eval_epsilon == 0.001 for r in main)
-    assert (tmp_path / "out/fair.md").is_file() and (tmp_path / "out/tuning.png").is_file()
+    for name in ("fair.md", "tuning.png", "profiles.png", "curves_tuned_rates.png",
+                 "curves_shared_rate.png"):
+        assert (tmp_path / "out" / name).is_file(), name
 
     import shutil
 

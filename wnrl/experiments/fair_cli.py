@@ -22,6 +22,7 @@ from wnrl.experiments.fair_report import (
     choose_rates,
     compare,
     comparison_markdown,
+    plot_curves,
     plot_profiles,
     plot_tuning,
     tuning_markdown,
@@ -96,6 +97,10 @@ def report(ledger: Ledger, p: FairProtocol, out: Path, reps: int) -> dict[str, A
     if tuning["table"]:
         plot_tuning(out / "tuning.png", tuning)
     plot_profiles(out / "profiles.png", comparisons)
+    for name, cmp in comparisons.items():
+        if cmp.get("rates"):
+            plot_curves(out / f"curves_{name.replace(' ', '_')}.png", ledger, p, cmp["rates"],
+                        f"Main runs, {name}: mean training return [95% bootstrap band]")
     print(f"wrote {out / 'fair.md'}, fair.json and figures")
     return doc
 

@@ -262,3 +262,43 @@ def plot_profiles(path: Any, comparisons: dict[str, dict[str, Any]]) -> None:
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_curves(path: Any, ledger: Ledger, p: FairProtocol, rates: dict[str, float],
+                title: str) -> bool:
+    """Per game, the mean learning curve of each agent at rates[agent] over its main runs
+    that kept a curve (first-study runs did not), with a 95% bootstrap band. Returns False
+    (and writes nothing) when no run has a curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wnrl.experiments.study_plot import bootstrap_band
+
+    curves = {g: {a: np.array([r.curve for r in ledger.select(MAIN, g, a, lr, p.steps)
+                               if r.curve is not None]) for a, lr in rates.items()}
+              for g in p.games}
+    if not any(len(c) for per in curves.values() for c in per.values()):
+        return False
+    fig, axes = plt.subplots(1, len(p.games), figsize=(5 * len(p.games), 3.8),
+                             layout="constrained", squeeze=False)
+    for ax, g in zip(axes[0], p.games):
+        for a, c in curves[g].items():
+            if not len(c):
+                continue
+            x = np.linspace(0, p.steps, c.shape[1] + 1)[1:]
+            color = COLORS.get(a, "k")
+            ax.plot(x, c.mean(axis=0), color=color,
+                    label=f"{a} lr {rate_tag(rates[a])} (n={len(c)})")
+            if len(c) > 1:
+                lo, hi = bootstrap_band(c)
+                ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+        ax.set_title(g, fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("training return")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
