@@ -325,7 +325,9 @@ class DeviceReplay:
             prev = (self.flags[pos[:, :-1]] & VALID).to(torch.int32)
             kept = prev.flip(1).cummin(dim=1).values.flip(1) != 0
             keep[:, :-1] &= kept
-        out = self.frames[torch.where(keep, pos, torch.full_like(pos, self.capacity))]
+        src_pos = torch.where(keep, pos, torch.full_like(pos, self.capacity))
+        out = self.frames.index_select(0, src_pos.reshape(-1))  # 10x faster than [] on CPU
+        out = out.reshape(*src_pos.shape, *self.frame_shape)
         return out if self.stacked else out[:, 0]
 
     def get(self, index: np.ndarray | Tensor) -> Batch:
