@@ -23,8 +23,9 @@
 #   benchmark_graph (CUDA) the CUDA-graph lever in one run: eager fp32 against graphed
 #              fp32 and bf16 updates per norm, the bound and end to end in graphed eager
 #              bf16; at most 120 s (benchmark_graph.json);
-#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml; eager, precision auto, CUDA graph
-#              auto) on DEVICE for S seconds (75), then SIGINT (it checkpoints and stops;
+#   train      Pong WN-DQN (configs/pong_wn_dqn.yaml; the default GPU mode: compile,
+#              precision and CUDA graph at auto; eager if the compile step failed or with
+#              --tiny) on DEVICE for S seconds (75), then SIGINT (it checkpoints and stops;
 #              the scores are the training episodes');
 #   report     gpu_check.json and gpu_check.md (scripts/gpu_report.py), printed at the end.
 # The exit code is 1 if any step failed, else 0.
@@ -150,13 +151,17 @@ if [[ $DEVICE == cuda ]]; then
         --compile false --precision bf16 --cuda-graph true --json "$DIR/benchmark_graph.json"
 fi
 
+# the default GPU mode (compile, precision and CUDA graph at auto: compiled bf16, graphed)
+# unless the compile step failed; the CPU dry run stays eager
+TRAIN_COMPILE=false
+[[ $DEVICE == cuda ]] && ((COMPILE_OK && !TINY)) && TRAIN_COMPILE=auto
 TRAIN=(learner.device="$DEVICE" env.num_envs="$NUM_ENVS" train.runs_dir="$WORK/runs"
        train.run_name=gpu_check train.eval_period=0 train.log_period=10000
-       learner.compile=false learner.precision=auto learner.cuda_graph=auto)
+       learner.compile=$TRAIN_COMPILE learner.precision=auto learner.cuda_graph=auto)
 ((TINY)) && TRAIN+=(train.total_steps=3000 train.learning_starts=400 replay.capacity=5000
                     train.log_period=500 train.noise_period=0)
 t0=$SECONDS
-log "train: Pong WN-DQN (eager, precision auto, CUDA graph auto) for ${TRAIN_SECONDS}s, then SIGINT (exit code 124 = stopped as planned)"
+log "train: Pong WN-DQN (compile $TRAIN_COMPILE, precision auto, CUDA graph auto) for ${TRAIN_SECONDS}s, then SIGINT (exit code 124 = stopped as planned)"
 timeout -s INT -k 60 "$TRAIN_SECONDS" "$PY" scripts/train.py --config configs/pong_wn_dqn.yaml \
     "${TRAIN[@]}" > "$DIR/train.log" 2>&1
 record train $? "$t0"

@@ -82,10 +82,13 @@ def initialized_net(norm: str, seed: int = 0) -> nn.Module:
     return net
 
 
-def learner_cfg(**mode: str) -> LearnerConfig:
-    """Eager fp32 unless asked: the mode every device runs alike."""
+def learner_cfg(**mode: object) -> LearnerConfig:
+    """Eager fp32 without a CUDA graph unless asked: the mode every device runs alike.
+    (`cuda_graph` defaults to auto, which graphs on CUDA: left at its default, the
+    "plain" side of a graph test was graphed too.)"""
     return LearnerConfig(**{"device": "cpu", "lr": 1e-4, "target_update_period": 2,
-                            "compile": "false", "precision": "fp32", **mode})
+                            "compile": "false", "precision": "fp32", "cuda_graph": "false",
+                            **mode})
 
 
 def on_device(module: nn.Module, device: str) -> bool:
@@ -139,7 +142,7 @@ def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, compile_: st
     plain = Learner(copy.deepcopy(net), learner_cfg(precision=precision), device="cuda")
     graphed = Learner(copy.deepcopy(net), learner_cfg(precision=precision, cuda_graph="true",
                                                       compile=compile_), device="cuda")
-    assert graphed.graphed and graphed.mode.endswith("graph")
+    assert graphed.graphed and graphed.mode.endswith("graph") and not plain.graphed
     # bf16: the same kernels give the same roundings (eager); compiled kernels fuse and
     # round in another order (seen on an H200: mean Q 1.3% apart after one update), so
     # there the bf16 tolerance of test_default_mode_on_device_tracks_eager_fp32
@@ -163,6 +166,66 @@ def test_cuda_graph_takes_the_same_steps(norm: str, precision: str, compile_: st
     assert graphed.num_updates == plain.num_updates == 5
 
 
+def varied_batch(b: int, seed: int) -> Batch:
+    """An Atari-shaped batch with importance weights in [0.2, 1] and discounts that mix
+    terminals (0), 1-step (0.99) and 3-step (0.99**3) bootstraps."""
+    batch = atari_batch(b, seed)
+    rng = np.random.default_rng(1000 + seed)
+    return Batch(obs=batch.obs, action=batch.action, reward=batch.reward,
+                 discount=rng.choice(np.array([0.0, 0.99, 0.99**3], np.float32), size=b),
+                 next_obs=batch.next_obs, weight=rng.uniform(0.2, 1.0, b).astype(np.float32),
+                 index=batch.index)
+
+
+GRAPH_TOL = dict(rtol=2e-3, atol=2e-5)  # same compiled kernels; Adam capturable vs not
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_compiled_bf16_graphed_takes_exactly_the_ungraphed_steps(fp32: None) -> None:
+    """The default GPU mode (compiled, bf16, CUDA graph) against compiled bf16 without the
+    graph: lr 1e-3, 12 updates, a target sync every 3, varied weights and discounts; the
+    online net, the target and the folded `target_net` the graph reads. A skipped step, a
+    wrong Adam step count or a missed sync moves the weights by ~lr, far over the
+    tolerance (checked: one update fewer is out of tolerance)."""
+    net = initialized_net("weight")
+    cfg = dict(precision="bf16", compile="true", lr=1e-3, target_update_period=3)
+    plain = Learner(copy.deepcopy(net), learner_cfg(**cfg), device="cuda")
+    graphed = Learner(copy.deepcopy(net), learner_cfg(**cfg, cuda_graph="true"), device="cuda")
+    behind = Learner(copy.deepcopy(net), learner_cfg(**cfg), device="cuda")
+    assert graphed.graphed and not plain.graphed
+    for k in range(12):
+        batch = varied_batch(32, seed=k)
+        a, b = plain.update(batch), graphed.update(batch)
+        assert b.loss == pytest.approx(a.loss, rel=GRAPH_TOL["rtol"], abs=GRAPH_TOL["atol"]), k
+        if k < 11:
+            behind.update(batch)
+    assert graphed.num_updates == plain.num_updates == 12
+    for part in ("online", "target", "target_net"):
+        assert_states_close(getattr(plain, part), getattr(graphed, part), **GRAPH_TOL)
+    with pytest.raises(AssertionError):  # the tolerance sees one update
+        assert_states_close(plain.online, behind.online, **GRAPH_TOL)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_new_batch_shape_is_captured_again_and_leaves_no_trace(fp32: None) -> None:
+    """Batch 32, then 48 (a new capture, whose warm-up updates are undone), then 32 again
+    (captured again): the graphed learner takes the plain learner's steps throughout."""
+    net = initialized_net("weight")
+    plain = Learner(copy.deepcopy(net), learner_cfg(lr=1e-3), device="cuda")
+    graphed = Learner(copy.deepcopy(net), learner_cfg(lr=1e-3, cuda_graph="true"),
+                      device="cuda")
+    for k, b in enumerate((32, 32, 48, 48, 32)):
+        batch = varied_batch(b, seed=k)
+        a, g = plain.update(batch), graphed.update(batch)
+        assert graphed._graph is not None and graphed._graph.inputs.obs.shape[0] == b
+        assert g.loss == pytest.approx(a.loss, rel=RTOL, abs=ATOL), (k, b)
+        np.testing.assert_allclose(g.td_abs, a.td_abs, rtol=RTOL, atol=ATOL)
+    assert_states_close(plain.online, graphed.online)
+    assert_states_close(plain.target_net, graphed.target_net)
+
+
 @pytest.mark.parametrize("device", DEVICES[1:])  # compiling a Nature CNN takes minutes on a CPU
 def test_default_mode_on_device_tracks_eager_fp32(device: str, fp32: None) -> None:
     """`learner.compile=auto`, `learner.precision=auto` (compiled bf16 on an H100, what a
@@ -170,8 +233,8 @@ def test_default_mode_on_device_tracks_eager_fp32(device: str, fp32: None) -> No
     the same Q-values after the updates within 5% of their scale, fp32 parameters."""
     net = initialized_net("weight")
     ref = Learner(copy.deepcopy(net), learner_cfg(), device=device)
-    fast = Learner(copy.deepcopy(net), learner_cfg(compile="auto", precision="auto"),
-                   device=device)
+    fast = Learner(copy.deepcopy(net), learner_cfg(compile="auto", precision="auto",
+                                                   cuda_graph="auto"), device=device)
     rtol = 1e-4 if fast.precision == "fp32" else 0.05
     for k in range(3):
         batch = atari_batch(seed=k)
