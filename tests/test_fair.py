@@ -19,7 +19,7 @@ P = FairProtocol(configs_dir=ROOT / "configs", runs_dir=Path("R"))
 
 
 def test_tuning_plan_is_one_group_per_game_and_agent_named_as_wnrl_group_names_runs() -> None:
-    specs = plan_tuning(P)
+    specs = plan_tuning(P, Ledger(Path("x")))
     assert len(specs) == len(P.games) * len(P.agents)
     spec = specs[0]
     assert spec.dir == Path("R/tune/minatar_breakout") and spec.schedule_steps == P.steps
@@ -111,6 +111,10 @@ def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> N
     assert json.loads((tmp_path / "out/fair.json").read_text()) == doc
     plan = run_cli(*TINY, "--plan", cwd=tmp_path)
     assert "0 groups, 0 env steps left" in plan.stdout
+    rerun = run_cli(*TINY, cwd=tmp_path)  # training on: the ledger says nothing is left
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+    assert json.loads((tmp_path / "out/fair.json").read_text()) == doc
 
 
 @pytest.mark.parametrize("bad, says", [(["--tune-steps", "0"], "--tune-steps must be >= 1"),

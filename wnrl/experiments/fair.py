@@ -128,11 +128,15 @@ class GroupSpec:
                 *self.overrides, *(["--force"] if exists else [])]
 
 
-def plan_tuning(p: FairProtocol) -> list[GroupSpec]:
-    """One group per (game, agent): tune_seeds x rates, tune_steps each."""
-    return [GroupSpec(TUNE, agent, game, p.tune_seeds, p.rates, p.tune_steps, p.steps,
-                      p.config(agent, game), p.runs_dir / TUNE / env_tag(game), p.overrides)
-            for game in p.games for agent in p.agents]
+def plan_tuning(p: FairProtocol, ledger: Ledger) -> list[GroupSpec]:
+    """One group per (game, agent): tune_seeds x rates, tune_steps each; only the groups
+    with a run the ledger lacks (a finished run is never trained again, even where its
+    run directory is gone)."""
+    specs = [GroupSpec(TUNE, agent, game, p.tune_seeds, p.rates, p.tune_steps, p.steps,
+                       p.config(agent, game), p.runs_dir / TUNE / env_tag(game), p.overrides)
+             for game in p.games for agent in p.agents]
+    return [s for s in specs if not all(ledger.has(s.phase, s.env_id, s.agent, seed, lr,
+                                                   s.total_steps) for seed, lr, _ in s.members)]
 
 
 def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
@@ -212,7 +216,7 @@ def import_first_study(ledger: Ledger, p: FairProtocol, first_study_dir: Path,
             continue
         for rec in first_study_records(path, MAIN, p.shared_rate):
             if rec.total_steps == p.steps and rec.agent in p.agents and rec.seed in p.seeds \
-                    and not ledger.has(*rec.key[:4], rec.lr, rec.total_steps):
+                    and rec.key not in ledger.records:
                 ledger.add(rec)
                 added += 1
     if added:

@@ -66,19 +66,21 @@ def protocol_of(args: argparse.Namespace) -> FairProtocol:
         "tune_seeds": args.tune_seeds and tuple(args.tune_seeds),
         "tune_steps": args.tune_steps, "seeds": args.seeds and tuple(range(args.seeds)),
         "steps": args.steps, "eval_episodes": args.eval_episodes}.items() if v is not None}
-    bad = [k for k in ("tune_steps", "steps", "eval_episodes") if k in given and given[k] < 1]
-    if bad or ("seeds" in given and not given["seeds"]) or args.parallel < 1:
-        raise ValueError(f"--{(bad or ['seeds/--parallel'])[0].replace('_', '-')} must be >= 1")
+    for key, value in (("tune-steps", args.tune_steps), ("steps", args.steps),
+                       ("eval-episodes", args.eval_episodes), ("seeds", args.seeds),
+                       ("parallel", args.parallel)):
+        if value is not None and value < 1:
+            raise ValueError(f"--{key} must be >= 1")
     if "rates" in given and (min(given["rates"]) <= 0 or
                              len(set(given["rates"])) != len(given["rates"])):
         raise ValueError("--rates must be distinct rates > 0")
     return FairProtocol(**given, configs_dir=args.configs_dir, runs_dir=args.runs_dir)
 
 
-def report(ledger: Ledger, p: FairProtocol, out: Path, reps: int) -> dict[str, Any]:
-    """Write <out>/fair.json, fair.md, tuning.png and profiles.png from the ledger."""
-    random = random_scores(p)
-    tuning = choose_rates(ledger, p, random, reps)
+def report(ledger: Ledger, p: FairProtocol, out: Path, random: dict[str, float],
+           tuning: dict[str, Any], reps: int) -> dict[str, Any]:
+    """Write <out>/fair.json, fair.md and the figures from the ledger, the random policy's
+    scores and the tuning's `choose_rates`."""
     comparisons = {}
     if tuning["chosen"]:
         comparisons["tuned rates"] = compare(ledger, p, tuning["chosen"], random, reps=reps)
@@ -112,24 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         ledger = Ledger.load(args.out / "runs.jsonl")
         if str(args.first_study) not in ("", "."):
             import_first_study(ledger, p, args.first_study)
-        tune_specs = plan_tuning(p)
         rec = Recorder(p, ledger)
-        rec.record(tune_specs)  # finished runs not yet in the ledger (e.g. after a crash)
+        rec.record(plan_tuning(p, ledger))  # finished runs not yet in the ledger
+        tune_specs = plan_tuning(p, ledger)
         if args.plan:
-            todo = [s for s in tune_specs if not all(
-                ledger.has(s.phase, s.env_id, s.agent, seed, lr, s.total_steps)
-                for seed, lr, _ in s.members)]
-            print(f"tuning: {len(todo)} groups, {env_steps(todo):,} env steps left")
+            print(f"tuning: {len(tune_specs)} groups, {env_steps(tune_specs):,} env steps left")
         from wnrl.experiments.study import train_runs
 
         if args.train and args.phase in ("tune", "all") and not args.plan:
-            todo = [s for s in tune_specs if not s.finished]
-            failed = train_runs(todo, args.parallel, args.nice)
+            failed = train_runs(tune_specs, args.parallel, args.nice)
             rec.record(tune_specs)
             if failed:
                 print(f"{len(failed)} tuning group(s) failed; see their logs", file=sys.stderr)
         random = random_scores(p)
-        chosen = choose_rates(ledger, p, random, args.reps)["chosen"]
+        tuning = choose_rates(ledger, p, random, args.reps)
+        chosen = tuning["chosen"]
         rates = {a: (chosen[a], p.shared_rate) if a in chosen else (p.shared_rate,)
                  for a in p.agents}
         main_specs = plan_main(p, rates, ledger)
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             rec.record(main_specs)
             if failed:
                 print(f"{len(failed)} main group(s) failed; see their logs", file=sys.stderr)
-        report(ledger, p, args.out, args.reps)
+        report(ledger, p, args.out, random, tuning, args.reps)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -48,8 +48,8 @@ class RunRecord:
 
     @property
     def key(self) -> tuple[str, str, str, int, str, int]:
-        return (self.phase, self.env_id, self.agent, self.seed, f"{self.lr:g}",
-                self.total_steps)
+        return record_key(self.phase, self.env_id, self.agent, self.seed, self.lr,
+                          self.total_steps)
 
     @property
     def eval_mean(self) -> float | None:
@@ -65,6 +65,12 @@ class RunRecord:
             if d.get(k) is not None:
                 d[k] = tuple(float(x) for x in d[k])
         return cls(**d)
+
+
+def record_key(phase: str, env_id: str, agent: str, seed: int, lr: float,
+               total_steps: int) -> tuple[str, str, str, int, str, int]:
+    """The ledger key of a run (the rate as run names write it, so 2.5e-4 == 0.00025)."""
+    return (phase, env_id, agent, seed, f"{lr:g}", total_steps)
 
 
 def same_rate(a: float, b: float) -> bool:
@@ -104,7 +110,7 @@ class Ledger:
 
     def has(self, phase: str, env_id: str, agent: str, seed: int, lr: float,
             total_steps: int) -> bool:
-        return (phase, env_id, agent, seed, f"{lr:g}", total_steps) in self.records
+        return record_key(phase, env_id, agent, seed, lr, total_steps) in self.records
 
     def select(self, phase: str, env_id: str | None = None, agent: str | None = None,
                lr: float | None = None, total_steps: int | None = None) -> list[RunRecord]:
