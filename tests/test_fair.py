@@ -103,6 +103,16 @@ def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> N
                  "curves_shared_rate.png"):
         assert (tmp_path / "out" / name).is_file(), name
 
+    # finished runs missing from the ledger (a study stopped before it saved them) are
+    # recorded from their run directories by any later command, --no-train included
+    ledger = tmp_path / "out/runs.jsonl"
+    ledger.write_text("".join(line + "\n" for line, r in zip(lines, recs) if r.phase == "tune"))
+    again = run_cli(*TINY, "--no-train", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("recorded main") == len(main)
+    assert sorted(ledger.read_text().splitlines()) == sorted(lines)
+    assert json.loads((tmp_path / "out/fair.json").read_text()) == doc
+
     import shutil
 
     shutil.rmtree(tmp_path / "runs")  # the ledger alone reproduces every table

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         from wnrl.experiments.study import train_runs
 
         if args.train and args.phase in ("tune", "all") and not args.plan:
-            failed = train_runs(tune_specs, args.parallel, args.nice)
-            rec.record(tune_specs)
+            failed = train_runs(tune_specs, args.parallel, args.nice,
+                                on_done=lambda s: rec.record([s]))
             if failed:
                 print(f"{len(failed)} tuning group(s) failed; see their logs", file=sys.stderr)
         random = random_scores(p)
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = tuning["chosen"]
         rates = {a: (chosen[a], p.shared_rate) if a in chosen else (p.shared_rate,)
                  for a in p.agents}
+        rec.record(plan_main(p, rates, ledger))  # finished runs not yet in the ledger
         main_specs = plan_main(p, rates, ledger)
         if args.plan:
             for s in main_specs:
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"main: {len(main_specs)} groups, {env_steps(main_specs):,} env steps left")
             return 0
         if args.train and args.phase in ("main", "all"):
-            failed = train_runs(main_specs, args.parallel, args.nice)
-            rec.record(main_specs)
+            failed = train_runs(main_specs, args.parallel, args.nice,
+                                on_done=lambda s: rec.record([s]))
             if failed:
                 print(f"{len(failed)} main group(s) failed; see their logs", file=sys.stderr)
         report(ledger, p, args.out, random, tuning, args.reps)

@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -128,12 +128,13 @@ class Trainable(Protocol):
 
 
 def train_runs(specs: Sequence[T], parallel: int = 2, nice: int = 15,
-               progress: bool = True) -> list[T]:
+               progress: bool = True, on_done: Callable[[T], None] | None = None) -> list[T]:
     """Train the unfinished specs, at most `parallel` processes at a time (one torch thread
     each); returns the ones that failed.
 
     Each process's output is appended to the spec's `log_path`; a progress bar counts
-    finished specs.
+    finished specs. `on_done(spec)` is called as soon as a spec finishes (not for failed
+    ones), so a long study can save what it has while other specs still train.
     """
     from tqdm import tqdm
 
@@ -161,6 +162,8 @@ def train_runs(specs: Sequence[T], parallel: int = 2, nice: int = 15,
             if proc.returncode != 0 or not spec.finished:
                 failed.append(spec)
                 bar.write(f"{spec.label} failed (exit {proc.returncode}); see {spec.log_path}")
+            elif on_done is not None:
+                on_done(spec)
             bar.set_postfix_str(f"{spec.label} done")
             bar.update(1)
     bar.close()
