@@ -294,3 +294,70 @@ def test_config_errors_memory_and_from_config():
         dr.add(Transition(np.zeros((3, 4, 84, 84), np.uint8), *(np.zeros(3),) * 2,
                           *(np.zeros(3, bool),) * 3))
     assert dr.t == 0
+
+
+def same_batch(a: Batch, b: Batch) -> None:
+    for name, x, y in zip(Batch._fields, a, b):
+        assert torch.equal(torch.as_tensor(x).cpu(), torch.as_tensor(y).cpu()), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("obs_shape,n,ring,n_step,prioritized,steps", [
+    ((4, 5, 6), 3, 23, 3, True, 70), ((4, 5, 6), 2, 17, 1, False, 9),
+    ((3,), 2, 11, 3, False, 50), ((5,), 3, 13, 1, True, 30)])
+def test_state_dicts_load_into_either_replay(device, obs_shape, n, ring, n_step, prioritized,
+                                             steps, tmp_path):
+    """DeviceReplay's state_dict is ReplayBuffer's format: saved and loaded through
+    torch.save / torch.load(weights_only=True), each replay loads the other's state with
+    the same rows, priorities and max_priority (then both go on the same), its own state
+    with the same draws; a state of other settings is refused naming the setting."""
+    rec = with_random_flags(synthetic_run(steps + 20, n, obs_shape, seed=ring), seed=ring)
+    rb, dr = pair(obs_shape, n, ring, n_step, prioritized, device, seed=4)
+    for t in range(steps):
+        add_both(rb, dr, rec, t)
+        if t % 11 == 5 and len(index := rb.sampleable_indices()) > 2:
+            td = np.linspace(0.1, 3.0, len(index[:5]), dtype=np.float32)
+            rb.update_priorities(index[:5], td)
+            dr.update_priorities(index[:5], td)
+            rb.hide(index[-1:])
+            dr.hide(index[-1:])
+
+    def through_disk(state: dict, name: str) -> dict:
+        torch.save(state, tmp_path / name)
+        return torch.load(tmp_path / name, weights_only=True)
+
+    from_host, from_device = through_disk(rb.state_dict(), "rb"), through_disk(dr.state_dict(),
+                                                                                "dr")
+    assert set(from_device) == set(from_host)
+    for key in from_host:
+        if key != "rng":
+            assert type(from_device[key]) is type(from_host[key]), key
+            if torch.is_tensor(from_host[key]):
+                assert from_device[key].device.type == "cpu"
+                assert torch.equal(from_device[key], from_host[key]), key
+    assert from_device["config"] == from_host["config"]
+    rb2, dr2 = pair(obs_shape, n, ring, n_step, prioritized, device, seed=99)
+    dr2.load_state_dict(from_host)
+    rb2.load_state_dict(from_device)
+    assert float(dr2.max_priority) == rb.sampler.max_priority == rb2.sampler.max_priority
+    for t in range(steps, steps + 20):  # the loaded replays go on exactly as the originals
+        assert_same_rows(rb, dr2, device)
+        assert_same_rows(rb2, dr, device)
+        add_both(rb, dr2, rec, t)
+        add_both(rb2, dr, rec, t)
+    # its own state: the same draws as the original from there on
+    again = DeviceReplay(n * ring, obs_shape, dr.obs_dtype, n, frame_stack=dr.stack,
+                         n_step=n_step, gamma=GAMMA, prioritized=prioritized, device=device)
+    again.load_state_dict(through_disk(dr.state_dict(), "dr2"))
+    same_batch(again.sample(16, beta=0.5), dr.sample(16, beta=0.5))
+    # another kind's generator state reseeds deterministically
+    other = pair(obs_shape, n, ring, n_step, prioritized, device)
+    other[0].load_state_dict(from_device)
+    other[1].load_state_dict(from_host)
+    rb2.load_state_dict(from_device)
+    dr2.load_state_dict(from_host)
+    same_batch(other[0].sample(16), rb2.sample(16))
+    same_batch(other[1].sample(16), dr2.sample(16))
+    bad = pair(obs_shape, n, ring, n_step + 1, prioritized, device)[1]
+    with pytest.raises(ConfigError, match="n_step"):
+        bad.load_state_dict(from_host)

@@ -82,8 +82,14 @@ class ReplayConfig:
     priority_beta_end: float = 1.0  # reached at the end of training
     priority_eps: float = 1e-6  # added to |TD error|
     save_in_checkpoint: bool = False  # include the (large) replay in checkpoints for exact resume
+    # where the replay's arrays live: host (NumPy, `ReplayBuffer`) | learner (torch tensors
+    # on the learner's device, `DeviceReplay`: on a GPU a batch never crosses the PCIe bus)
+    # | auto = learner when the learner is on CUDA and the replay fits there, else host.
+    # Single runs only (a group and Ape-X keep the host replay).
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        _one_of("replay.device", self.device, ("auto", "host", "learner"))
         _check(self.capacity > 0, "replay.capacity", "> 0", self.capacity)
         _check(1 <= self.n_step <= 100, "replay.n_step", "in [1, 100]", self.n_step)
         _check(0.0 <= self.priority_alpha <= 1.0, "replay.priority_alpha", "in [0, 1]",
@@ -299,6 +305,9 @@ class Config:
         _check(not self.train.exact_resume or self.replay.save_in_checkpoint,
                "train.exact_resume", "false unless replay.save_in_checkpoint=true (a resume "
                "without the saved replay refills it, so it cannot be exact)", True)
+        _check(self.replay.device != "learner" or not self.distributed.enabled,
+               "replay.device", "host or auto with distributed.enabled=true (Ape-X's replay "
+               "shards live on the host)", self.replay.device)
         need = self.env.num_envs * (self.env.frame_stack + self.replay.n_step + 2)
         _check(self.replay.capacity >= need, "replay.capacity",
                f">= {need} (a few steps of every env)", self.replay.capacity)

@@ -196,15 +196,18 @@ class Learner:
             self.target_net.load_state_dict(folded_state_dict(self.target))
             self.target_net.eval()
 
-    def _to_device(self, array: np.ndarray) -> Tensor:
+    def _to_device(self, array: np.ndarray | Tensor) -> Tensor:
+        if isinstance(array, Tensor):  # a `DeviceReplay`'s batch: already there (no copy)
+            return array.to(self.device, non_blocking=True)
         t = torch.from_numpy(np.ascontiguousarray(array))
         if self._pin:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
 
     def to_tensors(self, batch: Batch) -> TensorBatch:
-        """A replay `Batch` (NumPy fields obs, action, reward, discount, next_obs, weight)
-        as tensors on the device; obs keep their dtype (uint8 is scaled by the network)."""
+        """A replay `Batch` (fields obs, action, reward, discount, next_obs, weight: NumPy
+        arrays, or tensors from `DeviceReplay`) as tensors on the device; obs keep their
+        dtype (uint8 is scaled by the network)."""
         return TensorBatch(*(self._to_device(getattr(batch, k)) for k in TensorBatch._fields))
 
     def update(self, batch: Batch) -> UpdateMetrics:

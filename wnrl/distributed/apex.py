@@ -101,6 +101,7 @@ class ApexParts:
     learner: Learner
     actor: ActorPool
     streams: WorkerStreams
+    replay_note: str = "replay in Ray replay shards (host memory)"
 
 
 def build_apex(cfg: Config, start_step: int = 0,

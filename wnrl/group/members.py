@@ -104,6 +104,9 @@ def refuse_unsupported(cfg: Config) -> None:
     if cfg.train.mode != "sync":
         raise ConfigError(f"train.mode={cfg.train.mode} cannot train a group (train.seeds or "
                           "a list of learner.lr): must be sync")
+    if cfg.replay.device == "learner":
+        raise ConfigError("replay.device=learner cannot train a group (train.seeds or a list "
+                          "of learner.lr): its members keep host replays; use host or auto")
     if cfg.train.stop_return is not None:
         raise ConfigError("train.stop_return cannot be used with a group (train.seeds or a "
                           "list of learner.lr): its members train to train.total_steps")

@@ -90,7 +90,8 @@ def build_group(cfgs: list[Config]) -> GroupParts:
                             batch_stats=cfg.network.actor_batch_stats, device="cpu")
         actors.append(actor)
         members.append(Parts(agent, env, replay, MemberLearner(learner, k),  # type: ignore[arg-type]
-                             actor, LocalStreams(cfg, actor, replay)))
+                             actor, LocalStreams(cfg, actor, replay),
+                             "replay in host memory (a group's members keep host replays)"))
     group_actor = GroupActor(actors, GroupedForward(folded_template(learner.template),
                                                     learner.k), device,
                              batch_stats=cfg0.network.actor_batch_stats)

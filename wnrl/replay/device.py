@@ -26,7 +26,12 @@ What differs:
   sum tree; a draw is a search in the prefix sum of that array (O(capacity) per batch, one
   scan on the device).
 - The generator is a `torch.Generator` on `device` seeded with `seed`: the same seed gives
-  other draws than `ReplayBuffer`'s NumPy generator. There is no `state_dict` yet.
+  other draws than `ReplayBuffer`'s NumPy generator.
+- `state_dict` is `ReplayBuffer`'s checkpoint format (same keys and shapes, CPU tensors)
+  except `rng`, the torch generator's state (uint8 tensor). Either replay loads the
+  other's state: the rows, priorities and max_priority carry over exactly and the
+  generator is reseeded from the other's state (deterministic, but other draws), so a
+  run can resume with its replay moved between host and device.
 - Host syncs: `sample` reads one scalar (is anything sampleable?) unless `check=False`;
   `get`, `hide`, `update_priorities` (finite check) and `sampleable_indices` read back too.
 """
@@ -39,6 +44,7 @@ from torch import Tensor
 
 from wnrl.config import ConfigError, ReplayConfig
 from wnrl.core.types import Batch, Transition
+from wnrl.replay.samplers import seed_from_state
 from wnrl.replay.storage import (
     HIDDEN,
     TERMINAL,
@@ -49,8 +55,8 @@ from wnrl.replay.storage import (
     available_memory_bytes,
 )
 
-__all__ = ["DeviceReplay", "importance_weights", "n_step_targets", "window_complete",
-           "window_length"]
+__all__ = ["DeviceReplay", "importance_weights", "load_generator_state", "n_step_targets",
+           "window_complete", "window_length"]
 
 
 def window_length(terminal: Tensor, truncated: Tensor) -> Tensor:
@@ -96,6 +102,19 @@ def importance_weights(prob: Tensor, beta: float) -> Tensor:
 def torch_dtype(dtype: np.dtype) -> torch.dtype:
     """The torch dtype of a NumPy dtype."""
     return torch.from_numpy(np.zeros(0, dtype)).dtype
+
+
+def load_generator_state(generator: torch.Generator, rng: Tensor | dict) -> None:
+    """Set `generator` to a saved state: a torch generator state of its own kind as is;
+    any other (NumPy's bit-generator dict, another device's state) reseeds it, the same
+    way for the same state."""
+    if isinstance(rng, Tensor):
+        try:
+            generator.set_state(rng.to("cpu", torch.uint8))
+            return
+        except (RuntimeError, ValueError):  # another device's generator
+            pass
+    generator.manual_seed(seed_from_state(rng))
 
 
 def free_bytes(device: torch.device) -> int:
@@ -402,6 +421,54 @@ class DeviceReplay:
         else:
             weight = torch.ones(batch_size, dtype=torch.float32, device=self.device)
         return self.batch(self.ids(pos), weight)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _config(self) -> dict:
+        return {"format": 1, "num_envs": self.num_envs, "ring": self.ring,
+                "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype.str,
+                "stack": self.stack, "n_step": self.n_step, "gamma": self.gamma,
+                "prioritized": self.prioritized}
+
+    def rings(self, a: Tensor) -> Tensor:
+        """A flat per-row tensor [capacity(+1), ...] viewed as [num_envs, ring, ...]."""
+        return a[: self.capacity].reshape(self.num_envs, self.ring, *a.shape[1:])
+
+    def state_dict(self) -> dict:
+        """`ReplayBuffer.state_dict`'s format 1 (config, t, max_priority, rng, frames,
+        action, reward, flags [num_envs, rows stored per stream, ...], priorities
+        float64[capacity] if prioritized), every tensor on the CPU; rng is the torch
+        generator's state (uint8 tensor)."""
+        used = min(self.t, self.ring)
+        state: dict = {"config": self._config(), "t": self.t,
+                       "max_priority": float(self.max_priority),
+                       "rng": self.generator.get_state()}
+        for name in ("frames", "action", "reward", "flags"):
+            state[name] = self.rings(getattr(self, name))[:, :used].to("cpu").contiguous()
+        if self.prioritized:
+            state["priorities"] = self.priority[: self.capacity].to("cpu").clone()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict` of this class or of `ReplayBuffer` built with the same
+        settings (ConfigError naming the first that differs). A generator state of another
+        kind (NumPy's, or another device's) reseeds the generator from it."""
+        mine, theirs = self._config(), state.get("config", {})
+        for key in (k for k in mine if theirs.get(k) != mine[k]):
+            raise ConfigError(f"replay state has {key}={theirs.get(key)!r}, need {mine[key]!r}")
+        self.t = int(state["t"])
+        used = min(self.t, self.ring)
+        for name in ("frames", "action", "reward", "flags"):
+            self.rings(getattr(self, name))[:, :used] = state[name].to(self.device)
+        self.max_priority = torch.tensor(float(state["max_priority"]), dtype=torch.float64,
+                                         device=self.device)
+        self.priority.zero_()
+        if self.prioritized:
+            self.priority[: self.capacity] = state["priorities"].to(self.device, torch.float64)
+        else:  # uniform: 1.0 on exactly the sampleable rows
+            row, stream = self.grid(self.lo(self.t))
+            self.priority[self.pos(row, stream)] = self.sampleable(row, stream).double()
+        load_generator_state(self.generator, state["rng"])
 
     def update_priorities(self, index: np.ndarray | Tensor,
                           priority: np.ndarray | Tensor) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     from wnrl.core.types import Batch, Transition
     from wnrl.replay.buffer import ReplayBuffer
+    from wnrl.replay.device import DeviceReplay
 
 __all__ = ["LockedReplay"]
 
@@ -36,7 +37,7 @@ class LockedReplay:
     """A replay whose `add`, `sample` and `update_priorities` hold one lock; any other
     attribute is the wrapped buffer's (used only while the learner is paused)."""
 
-    def __init__(self, replay: ReplayBuffer) -> None:
+    def __init__(self, replay: ReplayBuffer | DeviceReplay) -> None:
         self.inner = replay
         self.lock = threading.Lock()
 

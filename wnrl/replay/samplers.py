@@ -15,6 +15,8 @@ replay", says why).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -22,6 +24,13 @@ from wnrl.replay.storage import FrameRing
 from wnrl.sum_tree import SumTree, importance_weights
 
 __all__ = ["PrioritizedSampler", "Sampler", "UniformSampler"]
+
+
+def seed_from_state(rng: torch.Tensor | dict) -> int:
+    """A 63-bit seed derived from a generator state of any kind (deterministic)."""
+    data = rng.to("cpu").numpy().tobytes() if isinstance(rng, torch.Tensor) else repr(
+        sorted(rng.items())).encode()
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") >> 1
 
 
 class Sampler:
@@ -73,8 +82,13 @@ class Sampler:
         return {"max_priority": self.max_priority, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict`; a torch generator state (a `DeviceReplay`'s) reseeds the
+        generator from it instead (deterministic, other draws)."""
         self.max_priority = float(state["max_priority"])
-        self.rng.bit_generator.state = state["rng"]
+        if isinstance(state["rng"], dict):
+            self.rng.bit_generator.state = state["rng"]
+        else:
+            self.rng = np.random.default_rng(seed_from_state(state["rng"]))
 
 
 class UniformSampler(Sampler):

@@ -92,6 +92,9 @@ class RunParts(Protocol):
     @property
     def streams(self) -> EpisodeStreams: ...
 
+    @property
+    def replay_note(self) -> str: ...
+
 
 def network_signature(cfg: Config, parts: RunParts) -> dict[str, Any]:
     """What a checkpoint must match to be loaded into this config."""

@@ -28,7 +28,9 @@ from wnrl.learner import Learner
 from wnrl.losses import make_loss
 from wnrl.networks import make_q_network
 from wnrl.recipe import AgentRecipe
-from wnrl.replay import ReplayBuffer
+from wnrl.replay.buffer import ReplayBuffer
+from wnrl.replay.device import DeviceReplay
+from wnrl.replay.placement import make_replay
 from wnrl.training.streams import LocalStreams
 
 
@@ -49,14 +51,15 @@ def network_for(cfg: Config, obs_shape: Sequence[int], num_actions: int) -> nn.M
 @dataclass
 class Parts:
     """A single-machine run: the vector env, replay, learner, actor and what a checkpoint
-    does with the actor's games in progress."""
+    does with the actor's games in progress; `replay_note` says where the replay lives."""
 
     agent: AgentRecipe
     env: VecEnv
-    replay: ReplayBuffer
+    replay: ReplayBuffer | DeviceReplay
     learner: Learner
     actor: Actor
     streams: LocalStreams
+    replay_note: str = "replay in host memory"
 
 
 def build(cfg: Config) -> Parts:
@@ -65,16 +68,17 @@ def build(cfg: Config) -> Parts:
     agent = get_agent(cfg.agent)
     env = make_env(cfg.env, seed=cfg.seed, training=True)
     net = network_for(cfg, env.obs_shape, env.num_actions)
-    replay = ReplayBuffer.from_config(cfg.replay, env.obs_shape, env.obs_dtype, env.num_envs,
-                                      gamma=cfg.learner.gamma, seed=cfg.seed)
     learner = Learner(net, cfg.learner, make_loss(cfg.learner), device=cfg.learner.device)
+    replay, note = make_replay(cfg.replay, env.obs_shape, env.obs_dtype, env.num_envs,
+                               gamma=cfg.learner.gamma, seed=cfg.seed,
+                               learner_device=learner.device)
     actor = Actor(env, net, cfg.actor, total_steps=cfg.train.schedule_horizon,
                   clip_rewards=cfg.env.clip_rewards,
                   terminal_on_life_loss=cfg.env.terminal_on_life_loss, seed=cfg.seed,
                   batch_stats=cfg.network.actor_batch_stats,
                   device=learner.device if cfg.actor.device == "auto" else cfg.actor.device)
     actor.set_weights(learner.weights(actor.device))
-    return Parts(agent, env, replay, learner, actor, LocalStreams(cfg, actor, replay))
+    return Parts(agent, env, replay, learner, actor, LocalStreams(cfg, actor, replay), note)
 
 
 def validate_against_machine(cfg: Config) -> None:

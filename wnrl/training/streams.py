@@ -33,6 +33,7 @@ from wnrl.actor import Actor, closing_rows
 from wnrl.config import Config
 from wnrl.core.types import Transition
 from wnrl.replay import ReplayBuffer
+from wnrl.replay.device import DeviceReplay
 from wnrl.seeds import EVAL_SEED_BASE
 
 
@@ -63,7 +64,7 @@ class EpisodeStreams(Protocol):
 class LocalStreams:
     """The games of a single-machine actor whose rows go to a local replay."""
 
-    def __init__(self, cfg: Config, actor: Actor, replay: ReplayBuffer) -> None:
+    def __init__(self, cfg: Config, actor: Actor, replay: ReplayBuffer | DeviceReplay) -> None:
         self.cfg, self.actor, self.replay = cfg, actor, replay
         self.cut_at: int | None = None  # env step of the last cut (once per step)
         self.games_seed = actor.seed + actor.env_steps  # the envs' last reset (the actor's own)

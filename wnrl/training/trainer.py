@@ -280,6 +280,7 @@ class Trainer:
 
     def log_learner_mode(self) -> None:
         learner = self.parts.learner
+        self.log.message(self.parts.replay_note)
         self.log.message(f"learner: {learner.mode} update on {learner.device}"
                          + (f"; {learner.compile_note}" if learner.compile_note else ""))
 
