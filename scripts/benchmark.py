@@ -6,6 +6,7 @@ See `wnrl.experiments.benchmark`.
         [--repeats 7] [--measure-steps 20000] [--e2e-chunks 4] [--learning-starts 5000]
         [--no-peer] [--modes eager-fp32 compiled-bf16 eager-bf16-graph ...] [--compile auto]
         [--precision auto] [--cuda-graph false] [--sections learner e2e ...]
+        [--replay-devices host learner]
         [--json benchmark.json]
     python scripts/benchmark.py --group 8 [--quick] [--json benchmark_group.json]
 """
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="learner.cuda_graph of the bound and end-to-end runs (default false)")
     p.add_argument("--actor-device", choices=["auto", "cpu", "cuda"],
                    help="the end-to-end runs' actor.device (default auto: the learner's)")
+    p.add_argument("--replay-devices", nargs="+", choices=["auto", "host", "learner"],
+                   help="the end-to-end runs' replay.device, each timed (the first is the "
+                        "headline; default auto)")
     p.add_argument("--group", type=positive, metavar="K",
                    help="only the group section: K runs trained together vs a solo run, "
                         "aggregate env steps/s on MinAtar and Pong (wnrl.experiments."
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         kw["modes"] = tuple(m.replace("-", " ") for m in a.modes)
     if a.sections:
         kw["sections"] = tuple(a.sections)
+    if a.replay_devices:
+        kw["replay_devices"] = tuple(dict.fromkeys(a.replay_devices))
     bc = BenchConfig.quick(**kw) if a.quick else BenchConfig(**kw)
     if problem := check_device(bc.device):
         print(f"error: {problem}", file=sys.stderr)

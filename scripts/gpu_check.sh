@@ -14,7 +14,8 @@
 #   versions   GPU, driver, CUDA, torch and package versions (versions.json);
 #   compile    torch.compile of a tiny function on DEVICE; if it fails, the benchmark and the
 #              training run stay eager (learner.compile=false) and the step shows the error;
-#   tests      the CUDA-marked tests (pytest -m cuda tests/test_cuda.py; tests.xml);
+#   tests      the CUDA-marked tests (pytest -m cuda tests/test_cuda.py
+#              tests/test_replay_device.py; tests.xml);
 #   benchmark  scripts/benchmark.py --device DEVICE --num-envs N --batch-sizes 32 --no-peer:
 #              eager fp32, eager bf16 and compiled bf16 updates per norm, actor, replay,
 #              env, the learner-only bound and end-to-end sync and async in eager bf16; at
@@ -22,9 +23,12 @@
 #              e.g. -- --modes compiled-fp32);
 #   benchmark_graph (CUDA) the CUDA-graph lever in one run: eager fp32 against graphed
 #              fp32 and bf16 updates per norm, the bound and end to end in graphed eager
-#              bf16; at most 120 s (benchmark_graph.json);
+#              bf16; and the replay-on-the-device lever in the same run: a batch of 32 from
+#              the host replay (sample + copy) against DeviceReplay's, and end to end with
+#              replay.device host, then learner; at most 200 s (benchmark_graph.json);
 #   train      Pong WN-DQN (configs/pong_wn_dqn.yaml; the default GPU mode: compile,
-#              precision and CUDA graph at auto; eager if the compile step failed or with
+#              precision, CUDA graph and replay.device at auto (the replay on the GPU);
+#              eager if the compile step failed or with
 #              --tiny) on DEVICE for S seconds (75), then SIGINT (it checkpoints and stops;
 #              the scores are the training episodes');
 #   report     gpu_check.json and gpu_check.md (scripts/gpu_report.py), printed at the end.
@@ -33,14 +37,14 @@
 # DIR defaults to $OUT (the device tool's output folder), else ./gpu_check_out. N defaults
 # to the core count (the Atari vector env runs one env per core). --tiny is the dry run for
 # a CPU machine (give it first): --device cpu, small sizes, eager fp32 only, a benchmark
-# limit of 600 s for slow machines. On the GPU machine the whole check should take about 6
+# limit of 600 s for slow machines. On the GPU machine the whole check should take about 7
 # minutes (most of it compiling the compiled-bf16 learners, one per norm); the step
-# limits add up to about 11.
+# limits add up to about 14.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 DEVICE=cuda; DIR=${OUT:-gpu_check_out}; WHEELS=.gpu-wheels; PY=python3
-NUM_ENVS=$(nproc); TRAIN_SECONDS=75; BENCH_SECONDS=200; GRAPH_SECONDS=120; TINY=0; INSTALL=1
+NUM_ENVS=$(nproc); TRAIN_SECONDS=75; BENCH_SECONDS=200; GRAPH_SECONDS=200; TINY=0; INSTALL=1
 BENCH_EXTRA=()
 while (($#)); do
     case $1 in
@@ -130,6 +134,7 @@ fi
 TESTS=(-m cuda)
 ((TINY)) && TESTS=()  # no CUDA here: run the cpu cases (the cuda ones skip)
 run tests 150 "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" tests/test_cuda.py \
+    tests/test_replay_device.py \
     --junitxml "$DIR/tests.xml"
 
 # the baseline: eager and compiled learner modes, every section but the peer, the bound and
@@ -147,8 +152,9 @@ run benchmark "$BENCH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" "${MODES
 # bf16 per norm, then the bound and end to end in graphed eager bf16
 if [[ $DEVICE == cuda ]]; then
     run benchmark_graph "$GRAPH_SECONDS" "$PY" scripts/benchmark.py "${BENCH[@]}" \
-        --sections learner e2e --modes eager-fp32-graph eager-bf16-graph \
-        --compile false --precision bf16 --cuda-graph true --json "$DIR/benchmark_graph.json"
+        --sections learner replay e2e --modes eager-fp32-graph eager-bf16-graph \
+        --compile false --precision bf16 --cuda-graph true --replay-devices host learner \
+        --json "$DIR/benchmark_graph.json"
 fi
 
 # the default GPU mode (compile, precision and CUDA graph at auto: compiled bf16, graphed)

@@ -30,7 +30,8 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
     out = tmp_path / "bench.json"
     tiny = ["--quick", "--learning-starts", "256", "--measure-steps", "64", "--repeats", "1",
             "--env-seconds", "0.2", "--replay-capacity", "2000", "--num-envs", "4",
-            "--modes", "eager-bf16", "--compile", "false", "--agent", "dqn", "--json", str(out)]
+            "--modes", "eager-bf16", "--compile", "false", "--agent", "dqn",
+            "--replay-devices", "host", "learner", "--json", str(out)]
     monkeypatch.setattr(sys, "argv", [str(SCRIPT), *tiny])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(SCRIPT), run_name="__main__")
@@ -47,6 +48,10 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
     assert res["replay"]["capacity"] == 1_000_000
     assert 7056 <= res["replay"]["bytes_per_transition"] <= 7200  # 84*84 frame + 9 B of row data
     assert res["replay"]["sample32_ms"] > 0 and res["env"]["env_steps_per_s"] > 0
+    placed = res["replay"]["to_learner"]
+    assert placed["capacity"] == 2000 and placed["device"] == "cpu"
+    assert placed["speedup"] == pytest.approx(placed["host_sample32_copy_ms"]
+                                              / placed["device_sample32_ms"])
     assert res["bound"]["env_steps_per_s"] == pytest.approx(4 * res["bound"]["updates_per_s"])
     for mode in ("sync", "async"):
         e = res[f"e2e_{mode}"]
@@ -56,8 +61,17 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
         assert sum(c["env_steps"] for c in e["chunks"]) == e["env_steps"]
         ratios = sorted(c["ratio_to_bound"] for c in e["chunks"])
         assert e["ratio_to_bound"] == pytest.approx((ratios[1] + ratios[2]) / 2)
-    assert len(res["bound"]["runs"]) == 2 * (BenchConfig.quick().e2e_chunks + 1)
+    # the second replay placement: its own runs, against the same bound
+    assert res["e2e_sync"]["replay_device"] == "host"
+    for mode in ("sync", "async"):
+        e = res[f"e2e_{mode}_replay_learner"]
+        assert e["replay_note"] == "replay on cpu (replay.device=learner)"
+        assert e["env_steps"] >= 64 and e["updates_per_env_step"] == pytest.approx(0.25, abs=0.1)
+    # the bound: measured around the headline runs (with the peer, the peer section's)
+    assert len(res["bound"]["runs"]) == 2 * (BenchConfig.quick().e2e_chunks + 1) * (
+        1 if peer_available() else 2)
     table = format_table(res)
+    assert "replay.device=learner" in table and "DeviceReplay sample" in table
     assert "end-to-end async" in table and "replay sample32" in table
     if peer_available():  # --agent dqn: the peer section's wnrl runs are the e2e section's
         peer = res["peer"]

@@ -361,3 +361,31 @@ def test_state_dicts_load_into_either_replay(device, obs_shape, n, ring, n_step,
     bad = pair(obs_shape, n, ring, n_step + 1, prioritized, device)[1]
     with pytest.raises(ConfigError, match="n_step"):
         bad.load_state_dict(from_host)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_learner_takes_a_device_batch_as_the_host_batch(device):
+    """The same rows from either replay: the learner updates to the same weights (a
+    DeviceReplay batch is used where it is, a host batch copied there)."""
+    from wnrl.config import LearnerConfig
+    from wnrl.learner import Learner
+    from wnrl.networks import make_q_network
+
+    rec = synthetic_run(60, 2, (4, 84, 84), seed=8)
+    rb, dr = pair((4, 84, 84), 2, 40, 3, False, device)
+    for t in range(60):
+        add_both(rb, dr, rec, t)
+    index = rb.sampleable_indices()[:16]
+    cfg = LearnerConfig(device=device, compile="false", precision="fp32", cuda_graph="false",
+                        batch_size=16, target_update_period=2)
+    torch.manual_seed(0)
+    actions = int(rec["action"].max()) + 1
+    a = Learner(make_q_network((4, 84, 84), actions, norm="weight"), cfg)
+    b = Learner(make_q_network((4, 84, 84), actions, norm="weight"), cfg)
+    b.load_state_dict(a.state_dict())
+    for _ in range(3):
+        ma, mb = a.update(rb.get(index)), b.update(dr.get(index))
+        assert ma.loss == mb.loss
+        np.testing.assert_array_equal(ma.td_abs, mb.td_abs)
+    for k, v in a.online.state_dict().items():
+        assert torch.equal(v, b.online.state_dict()[k]), k

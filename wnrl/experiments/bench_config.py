@@ -34,6 +34,8 @@ class BenchConfig:
     precision: str = "auto"  # defaults (the default mode: compiled bf16 where native)
     cuda_graph: str = "false"  # of the bound and end-to-end runs (LearnerConfig's)
     actor_device: str = "auto"  # end-to-end runs' actor (ActorConfig.device)
+    # end-to-end runs' replay.device, each timed (sync and async); the first is the headline
+    replay_devices: tuple[str, ...] = ("auto",)
     modes: tuple[str, ...] = ()  # learner modes timed in 1. ("eager fp32", ...); () = all here
     sections: tuple[str, ...] = ()  # measurements to take (benchmark.SECTIONS); () = all
 

@@ -12,10 +12,13 @@ repeats. The seven measurements:
    standard network in the same mode and to the eager fp32 update of the same norm;
 2. actor forward over N envs: folded WN, unfolded WN, standard; and the fold
    (`Learner.weights()`) paid at every actor weight sync;
-3. replay: bytes per transition at capacity 1M (allocated), add and sample times;
+3. replay: bytes per transition at capacity 1M (allocated), add and sample times; a
+   batch of 32 on the learner's device from either replay (`replay.device` host or
+   learner, `bench_replay_placement`);
 4. raw env steps/s of the Atari vector env;
 5. the learner-only bound: updates/s x env steps per update, in the default mode;
-6. end-to-end env steps/s after learning starts, sync and async, vs the bound;
+6. end-to-end env steps/s after learning starts, sync and async, vs the bound, for
+   each of `BenchConfig.replay_devices`;
 7. against the peer, Stable-Baselines3 DQN, both as its users run it and with wnrl's
    envs, network and update ratio, wnrl's `dqn` sync and async apart, each run against
    its own bound (`wnrl.experiments.benchmark_vs_peer`).
@@ -156,7 +159,40 @@ def bench_replay(bc: BenchConfig) -> dict[str, Any]:
     t = interleaved({b: (lambda b=b: replay.sample(b)) for b in bc.batch_sizes},
                     20 * bc.updates_per_round, bc.repeats)
     out.update({f"sample{b}_ms": 1e3 * v for b, v in t.items()})
+    out["to_learner"] = bench_replay_placement(bc, row)
     return out
+
+
+def bench_replay_placement(bc: BenchConfig, row: Transition) -> dict[str, Any]:
+    """3b. a batch of 32 on the learner's device (`bc.device`), at the end-to-end capacity,
+    both replays filled with the same rows: the host replay's sample plus the copy
+    (`Learner.to_tensors`) against `DeviceReplay`'s sample on the device, interleaved,
+    each waiting for the device."""
+    from wnrl.replay.device import DeviceReplay
+
+    dev = resolve_device(bc.device)
+    learner = Learner(make_q_network(OBS, 6, norm="none"), LearnerConfig(device=str(dev)))
+    args = (bc.replay_capacity, OBS, np.uint8, bc.num_envs)
+    host = ReplayBuffer(*args, frame_stack=4, n_step=3)
+    device = DeviceReplay(*args, frame_stack=4, n_step=3, device=dev)
+    for _ in range(bc.replay_capacity // bc.num_envs + 8):  # full: the ring has wrapped
+        host.add(row)
+        device.add(row)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def host_side() -> None:
+        learner.to_tensors(host.sample(32))
+        sync()
+
+    def device_side() -> None:
+        learner.to_tensors(device.sample(32))
+        sync()
+
+    t = interleaved({"host": host_side, "learner": device_side}, 20 * bc.updates_per_round,
+                    bc.repeats)
+    return {"device": str(dev), "capacity": host.capacity, "host_sample32_copy_ms":
+            1e3 * t["host"], "device_sample32_ms": 1e3 * t["learner"],
+            "speedup": t["host"] / t["learner"]}
 
 
 def bench_env(bc: BenchConfig) -> dict[str, Any]:
@@ -191,6 +227,9 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
             res.update(as_e2e(bc, res["peer"]))  # the same runs: not timed twice
     if "e2e" in wanted and "bound" not in res:
         res.update(bench_e2e_and_bound(bc, log))
+    elif "e2e" in wanted and len(bc.replay_devices) > 1:  # the first device's were the peer's
+        more = bench_e2e_and_bound(bc, log, bc.replay_devices[1:])
+        res.update({k: v for k, v in more.items() if k != "bound"})
     return res
 
 
@@ -247,6 +286,11 @@ def _replay_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
              "", "")]
     for k in (k for k in r if k.startswith("sample")):
         rows.append((f"replay {k[:-3]}", f"{r[k]:.3f} ms", "", "< 0.3" if "32" in k else ""))
+    if p := r.get("to_learner"):
+        rows += [(f"batch 32 on {p['device']}: host replay sample + copy ({p['capacity']:,})",
+                  f"{p['host_sample32_copy_ms']:.3f} ms", "", ""),
+                 (f"batch 32 on {p['device']}: DeviceReplay sample ({p['capacity']:,})",
+                  f"{p['device_sample32_ms']:.3f} ms", f"x{p['speedup']:.2f} vs host", "")]
     return rows
 
 
@@ -255,10 +299,16 @@ def _e2e_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = [(f"learner-only bound ({b['agent']}, {b['mode']}, batch 32)",
              f"{b['env_steps_per_s']:.0f} steps/s ({b['updates_per_s']:.0f} updates/s)", "", "")]
     for mode in ("sync", "async"):
-        e = res[f"e2e_{mode}"]
-        rows.append((f"end-to-end {mode} ({res['config']['num_envs']} envs)",
-                     f"{e['env_steps_per_s']:.0f} steps/s",
-                     f"{e['ratio_to_bound']:.3f} of bound", ">= 0.90"))
+        head = res[f"e2e_{mode}"]
+        for key in (k for k in res if k == f"e2e_{mode}" or k.startswith(f"e2e_{mode}_replay_")):
+            e, replay = res[key], res[key].get("replay_device")
+            where = f", replay.device={replay}" if replay is not None else ""
+            ratio = f"{e['ratio_to_bound']:.3f} of bound"
+            if e is not head:
+                ratio += f" (x{e['ratio_to_bound'] / head['ratio_to_bound']:.2f} vs the first)"
+            rows.append((f"end-to-end {mode} ({res['config']['num_envs']} envs{where})",
+                         f"{e['env_steps_per_s']:.0f} steps/s", ratio,
+                         ">= 0.90" if e is head else ""))
     return rows
 
 

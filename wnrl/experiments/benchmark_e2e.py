@@ -45,13 +45,13 @@ from wnrl.training import LOOPS, Trainer, build
 UPDATES_PER_STEP = 0.25  # the DQN default every run is timed at: one update per 4 env steps
 
 
-def e2e_config(bc: BenchConfig, mode: str, runs_dir: str) -> Config:
+def e2e_config(bc: BenchConfig, mode: str, runs_dir: str, replay_device: str = "auto") -> Config:
     """DQN defaults (batch 32, one update per 4 env steps) with a fixed small epsilon."""
     return Config(
         agent=bc.agent, seed=0,
         env=EnvConfig(id=bc.game, num_envs=bc.num_envs),
         network=NetworkConfig(),
-        replay=ReplayConfig(capacity=bc.replay_capacity),
+        replay=ReplayConfig(capacity=bc.replay_capacity, device=replay_device),
         learner=LearnerConfig(optimizer="adam", batch_size=32, device=bc.device,
                               target_update_period=bc.target_update_period,
                               compile=bc.compile, precision=bc.precision,
@@ -95,12 +95,15 @@ class _StopAt:
 
 
 class WnrlRun:
-    """A real wnrl training run (`build`, `Trainer`, the `mode` loop) at `e2e_config`."""
+    """A real wnrl training run (`build`, `Trainer`, the `mode` loop) at `e2e_config`;
+    `replay_note` says where its replay ended up."""
 
-    def __init__(self, bc: BenchConfig, mode: str) -> None:
+    def __init__(self, bc: BenchConfig, mode: str, replay_device: str = "auto") -> None:
         self._tmp = tempfile.TemporaryDirectory()
-        cfg = e2e_config(bc, mode, self._tmp.name)
-        self.trainer = Trainer(cfg, Path(self._tmp.name), build(cfg))
+        cfg = e2e_config(bc, mode, self._tmp.name, replay_device)
+        parts = build(cfg)
+        self.replay_note = parts.replay_note
+        self.trainer = Trainer(cfg, Path(self._tmp.name), parts)
         self.trainer.log = RunLogger(Path(self._tmp.name), cfg.train.total_steps, progress=False)
         self.loop, self.num_envs = LOOPS[mode], bc.num_envs
 
@@ -188,13 +191,26 @@ def against_bound(run: Run, side: str, bc: BenchConfig, yard: Yardstick) -> dict
     return e2e
 
 
-def wnrl_runs(bc: BenchConfig, yard: Yardstick, side: str,
-              log: Callable[[str], None]) -> dict[str, Any]:
-    """6. the sync and async runs of `bc.agent`, each against the `side` bound of `yard`."""
+def e2e_key(mode: str, replay_device: str, bc: BenchConfig) -> str:
+    """The results' key of an end-to-end run: e2e_<mode> for the first of
+    `bc.replay_devices` (the headline), e2e_<mode>_replay_<device> for the others."""
+    return f"e2e_{mode}" + ("" if replay_device == bc.replay_devices[0]
+                            else f"_replay_{replay_device}")
+
+
+def wnrl_runs(bc: BenchConfig, yard: Yardstick, side: str, log: Callable[[str], None],
+              replay_devices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """6. the sync and async runs of `bc.agent` for each of `replay_devices` (default
+    `bc.replay_devices`), each against the `side` bound of `yard` (so runs on different
+    replays are compared by their ratios to the same bound, measured around each)."""
     res: dict[str, Any] = {}
-    for mode in ("sync", "async"):
-        log(f"measuring end-to-end {mode} ({bc.agent}) ...")
-        res[f"e2e_{mode}"] = against_bound(WnrlRun(bc, mode), side, bc, yard)
+    for replay_device in replay_devices or bc.replay_devices:
+        for mode in ("sync", "async"):
+            log(f"measuring end-to-end {mode} ({bc.agent}, replay.device={replay_device}) ...")
+            run = WnrlRun(bc, mode, replay_device)
+            res[e2e_key(mode, replay_device, bc)] = {
+                **against_bound(run, side, bc, yard), "replay_device": replay_device,
+                "replay_note": run.replay_note}
     return res
 
 
@@ -204,9 +220,11 @@ def bound_summary(bc: BenchConfig, mode: str, runs: list[float]) -> dict[str, An
             "updates_per_s": statistics.median(runs) / 4, "runs": runs}
 
 
-def bench_e2e_and_bound(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    """5. and 6.: the bound measured before, between and after each end-to-end run's parts."""
+def bench_e2e_and_bound(bc: BenchConfig, log: Callable[[str], None],
+                        replay_devices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """5. and 6.: the bound measured before, between and after each end-to-end run's parts
+    (the runs of `replay_devices`, default all of `bc.replay_devices`)."""
     learner, update = wnrl_update(bc)
     yard = Yardstick(bc, {"wnrl": update})
-    res = wnrl_runs(bc, yard, "wnrl", log)
+    res = wnrl_runs(bc, yard, "wnrl", log, replay_devices)
     return {**res, "bound": bound_summary(bc, learner.mode, [p["wnrl"] for p in yard.history])}

@@ -82,7 +82,7 @@ def bench_vs_peer(bc: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]
     """7. the four runs against the yardstick, their ratios, and what differs."""
     import stable_baselines3
 
-    bc = dataclasses.replace(bc, agent="dqn")
+    bc = dataclasses.replace(bc, agent="dqn", replay_devices=bc.replay_devices[:1])
     learner, update = wnrl_update(bc)
     yard = Yardstick(bc, {"wnrl": update, **{p: peer_update(bc, p) for p in PEERS}})
     runs = {f"wnrl_{k[4:]}": v for k, v in wnrl_runs(bc, yard, "wnrl", log).items()}
