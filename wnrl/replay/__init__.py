@@ -8,7 +8,9 @@ One idea per module:
 - `n_step`: n-step windows and targets, pure functions;
 - `samplers`: `UniformSampler` and `PrioritizedSampler` (a `wnrl.sum_tree.SumTree`);
 - `buffer`: `ReplayBuffer`, composing the three; its `state_dict` is the checkpoint format;
-- `locked`: `LockedReplay`, a `ReplayBuffer` shared by the async loop's two threads.
+- `locked`: `LockedReplay`, a replay shared by the async loop's two threads;
+- `device`: `DeviceReplay`, the same replay as torch tensors on the learner's device;
+- `placement`: `make_replay`, which of the two `replay.device` asks for.
 
 The names below are the public ones (`from wnrl.replay import ReplayBuffer`, ...).
 """
