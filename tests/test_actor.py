@@ -200,3 +200,30 @@ def test_cartpole_returns_equal_lengths() -> None:
         episodes += eps
     env.close()
     assert episodes and all(e.ret == e.length for e in episodes)
+
+
+def test_a_failed_forward_capture_falls_back_to_eager(monkeypatch) -> None:
+    """`actor.cuda_graph` is off on a CPU actor (auto), refused when asked for (true), and
+    a capture that fails turns it off with one line for the log, acting as before."""
+    from wnrl.config import ConfigError
+
+    net = nn.Sequential(nn.Linear(OBS_DIM, 8), nn.ReLU(), nn.Linear(8, NUM_ACTIONS))
+    kw = dict(total_steps=100, clip_rewards=False, terminal_on_life_loss=False, seed=0)
+    actor = Actor(FakeEnv(4), net, ActorConfig(), **kw)
+    assert not actor.graphed
+    with pytest.raises(ConfigError, match="actor.cuda_graph=true needs a CUDA device"):
+        Actor(FakeEnv(4), net, ActorConfig(cuda_graph="true"), **kw)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr("wnrl.actor.GraphedGreedy", broken)
+    actor.graphed = True  # as on a CUDA device
+    obs = np.random.default_rng(0).standard_normal((4, OBS_DIM)).astype(np.float32)
+    want = net(torch.as_tensor(obs)).argmax(dim=1).numpy()
+    np.testing.assert_array_equal(actor.greedy(obs), want)
+    assert not actor.graphed and actor.pop_events() == [
+        "actor.cuda_graph: the capture failed (operation not permitted when stream is "
+        "capturing); acting eagerly"]
+    np.testing.assert_array_equal(actor.greedy(obs), want)
+    assert actor.pop_events() == []

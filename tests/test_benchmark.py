@@ -61,6 +61,9 @@ def test_quick_mode_reports_all_seven(tmp_path: Path, monkeypatch: pytest.Monkey
         assert sum(c["env_steps"] for c in e["chunks"]) == e["env_steps"]
         ratios = sorted(c["ratio_to_bound"] for c in e["chunks"])
         assert e["ratio_to_bound"] == pytest.approx((ratios[1] + ratios[2]) / 2)
+    u = res["update_runs"]
+    assert u["run"] == 4 and u["speedup"] == pytest.approx(u["single_ms_per_update"]
+                                                            / u["runs_ms_per_update"])
     # the second replay placement: its own runs, against the same bound
     assert res["e2e_sync"]["replay_device"] == "host"
     for mode in ("sync", "async"):

@@ -97,9 +97,11 @@ def test_pong_end_to_end_then_evaluate(tmp_path: Path) -> None:
         (["learner.precision=fp16"], ["learner.precision", "auto, bf16, fp32"]),
         (["learner.cuda_graph=always"], ["learner.cuda_graph", "auto, true, false"]),
         (["actor.device=gpu"], ["actor.device", "cpu, cuda, auto"]),
+        (["actor.cuda_graph=always"], ["actor.cuda_graph", "auto, true, false"]),
         *([(["learner.device=cuda"], ["learner.device=cuda", "no CUDA device"]),
            (["actor.device=cuda"], ["actor.device=cuda", "no CUDA device"]),
-           (["learner.cuda_graph=true"], ["learner.cuda_graph=true", "CUDA"])]
+           (["learner.cuda_graph=true"], ["learner.cuda_graph=true", "CUDA"]),
+           (["actor.cuda_graph=true"], ["actor.cuda_graph=true", "CUDA", "actor"])]
           if not torch.cuda.is_available() else []),
     ],
 )

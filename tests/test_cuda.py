@@ -219,11 +219,64 @@ def test_a_new_batch_shape_is_captured_again_and_leaves_no_trace(fp32: None) -> 
     for k, b in enumerate((32, 32, 48, 48, 32)):
         batch = varied_batch(b, seed=k)
         a, g = plain.update(batch), graphed.update(batch)
-        assert graphed._graph is not None and graphed._graph.inputs.obs.shape[0] == b
+        assert graphed._graphs[1].inputs[0].obs.shape[0] == b
         assert g.loss == pytest.approx(a.loss, rel=RTOL, abs=ATOL), (k, b)
         np.testing.assert_allclose(g.td_abs, a.td_abs, rtol=RTOL, atol=ATOL)
     assert_states_close(plain.online, graphed.online)
     assert_states_close(plain.target_net, graphed.target_net)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("norm", ["none", "weight"])
+def test_graphed_actor_acts_as_the_eager_one(norm: str) -> None:
+    """`actor.cuda_graph=true` against false on the same GPU: the same greedy actions for
+    varied observations, after new weights are loaded (read in place by the graph), and
+    for another number of envs (captured again)."""
+    from types import SimpleNamespace
+
+    def actor(graph: str, n: int) -> Actor:
+        return Actor(SimpleNamespace(num_envs=n, num_actions=6), initialized_net(norm),
+                     ActorConfig(cuda_graph=graph), total_steps=1000, clip_rewards=True,
+                     terminal_on_life_loss=False, seed=0, device="cuda")
+
+    graphed, eager = actor("true", 8), actor("false", 8)
+    assert graphed.graphed and not eager.graphed
+    rng = np.random.default_rng(3)
+    for k in range(6):
+        if k == 3:  # other weights, loaded as the trainer loads them
+            weights = {n: t.to("cuda") for n, t in
+                       fold_weight_norm(initialized_net(norm, seed=7)).state_dict().items()}
+            graphed.set_weights(weights)
+            eager.set_weights(weights)
+        n = 8 if k < 5 else 5
+        obs = rng.integers(0, 256, (n, 4, 84, 84), dtype=np.uint8)
+        np.testing.assert_array_equal(graphed.greedy(obs), eager.greedy(obs))
+        assert graphed._graph is not None and graphed._graph.input.shape[0] == n
+    assert graphed.pop_events() == []
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_many_takes_the_steps_of_single_updates(device: str, fp32: None) -> None:
+    """`update_many` (on CUDA graphed: one replay per run of updates between target syncs,
+    graphs of 1, 2 and 3 updates here) against plain single updates: lr 1e-3, 13 varied
+    batches, a target sync every 3; the same metrics for every update and the same
+    online, target and folded target_net."""
+    net = initialized_net("weight")
+    cfg = dict(lr=1e-3, target_update_period=3)
+    plain = Learner(copy.deepcopy(net), learner_cfg(**cfg), device=device)
+    many = Learner(copy.deepcopy(net), learner_cfg(
+        **cfg, cuda_graph="true" if device == "cuda" else "false"), device=device)
+    batches = [varied_batch(32, seed=k) for k in range(13)]
+    want = [plain.update(b) for b in batches]
+    got = many.update_many(batches[:6]) + many.update_many(batches[6:])
+    assert len(got) == 13 and many.num_updates == plain.num_updates == 13
+    for a, g in zip(want, got, strict=True):
+        assert_metrics_close(a, g)
+    if device == "cuda":
+        assert set(many._graphs) == {1, 2, 3}
+    for part in ("online", "target", "target_net"):
+        assert_states_close(getattr(plain, part), getattr(many, part))
 
 
 @pytest.mark.parametrize("device", DEVICES[1:])  # compiling a Nature CNN takes minutes on a CPU

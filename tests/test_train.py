@@ -293,3 +293,54 @@ def test_one_actor_refresh_per_learn_call(tmp_path: Path, monkeypatch, period: i
         for k, v in due_weights[last_due].items():
             assert torch.equal(actor.net.state_dict()[k], v), (k, last_due)
     assert learn_calls > 0 and len(refreshes) <= learn_calls + 1  # +1: the init's refresh
+
+
+@pytest.mark.parametrize("replay_device", ["host", "learner"])
+def test_updates_in_runs_take_the_steps_of_one_at_a_time(tmp_path: Path, monkeypatch,
+                                                         replay_device: str) -> None:
+    """The sync loop's runs of updates (batches drawn first, then `Learner.update_many`)
+    train exactly as one update at a time: 4 envs at 1.5 updates per env step (6 per
+    vector step), the actor's weights refreshed every 4 updates (inside a run) and the
+    target synced every 5; the same weights, losses and games."""
+    import wnrl.training.trainer as trainer_module
+
+    cfg = str(CONFIGS / "cartpole_wn_dqn.yaml")  # folded weights: the actor has a copy
+    extra = {"train.total_steps": 800, "train.updates_per_step": 1.5,
+             "actor.weight_sync_period": 4, "learner.target_update_period": 5,
+             "replay.device": replay_device,  # a large rate and little exploration: the
+             "learner.lr": 0.01, "actor.eps_start": 0.05}  # actor's weights show in its games
+    calls: list[int] = []
+    Trainer = trainer_module.Trainer
+    update_run, learn, sync_weights = Trainer.update_run, Trainer.learn, Trainer.sync_weights
+    synced: list[int] = []
+
+    def counted(self, step: int, beta: float, count: int) -> None:
+        calls.append(count)
+        update_run(self, step, beta, count)
+
+    def checked(self, step: int) -> None:
+        """One refresh of the actor per call, after the last update that completes 4."""
+        before, initialized = self.parts.learner.num_updates, self.initialized
+        synced.clear()
+        learn(self, step)
+        after = self.parts.learner.num_updates
+        last = after - after % 4
+        if initialized:
+            assert synced == ([last] if last > before else []), (before, after, synced)
+
+    def recorded(self) -> None:
+        synced.append(self.parts.learner.num_updates)
+        sync_weights(self)
+
+    monkeypatch.setattr(Trainer, "update_run", counted)
+    monkeypatch.setattr(Trainer, "learn", checked)
+    monkeypatch.setattr(Trainer, "sync_weights", recorded)
+    assert start_run(cfg, _overrides(tmp_path, "runs", **extra), progress=False) == 0
+    assert max(calls) >= 4 and len(calls) < sum(calls) / 2  # mostly runs of several
+    monkeypatch.setattr(trainer_module, "MAX_UPDATES_PER_RUN", 1)
+    calls.clear()
+    assert start_run(cfg, _overrides(tmp_path, "single", **extra), progress=False) == 0
+    assert set(calls) == {1}
+    _assert_same_weights(_final_state(tmp_path / "runs"), _final_state(tmp_path / "single"))
+    for tag in ("train/loss", "episode/return"):
+        assert _scalars(tmp_path / "runs", tag) == _scalars(tmp_path / "single", tag), tag

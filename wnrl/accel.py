@@ -97,10 +97,11 @@ def resolve_compile(compile_: str, device: torch.device) -> tuple[bool, str | No
     return False, f"learner.compile=auto: running eagerly ({missing})"
 
 
-def resolve_cuda_graph(cuda_graph: str, device: torch.device) -> bool:
-    """`learner.cuda_graph` (auto | true | false) -> graph the update? (auto: on CUDA)."""
+def resolve_cuda_graph(cuda_graph: str, device: torch.device, part: str = "learner") -> bool:
+    """`<part>.cuda_graph` (auto | true | false) -> graph the learner's update or the
+    actor's forward? (auto: on CUDA)."""
     if cuda_graph == "true" and device.type != "cuda":
-        raise ConfigError(f"learner.cuda_graph=true needs a CUDA device, the learner is on "
+        raise ConfigError(f"{part}.cuda_graph=true needs a CUDA device, the {part} is on "
                           f"{device}: use auto or false")
     return cuda_graph != "false" and device.type == "cuda"
 

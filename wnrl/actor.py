@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wnrl.accel import resolve_device
+from wnrl.accel import resolve_cuda_graph, resolve_device
 from wnrl.config import ActorConfig
 from wnrl.core.types import Episode, Transition
+from wnrl.cuda_graph import GraphedGreedy
 from wnrl.nn import fold_weight_norm
 from wnrl.schedules import linear_epsilon
 
@@ -78,6 +79,11 @@ class Actor:
         self.num_actions: int = env.num_actions
         self.net = fold_weight_norm(policy_net).to(self.device).requires_grad_(False)
         self.net.train(batch_stats)
+        # `actor.cuda_graph`: the forward and argmax as one graph replay (eval mode only)
+        self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device, "actor") \
+            and not batch_stats
+        self._graph: GraphedGreedy | None = None
+        self.events: list[str] = []  # a capture that failed, for the run's log
         self._fixed: np.ndarray | None = None
         if cfg.fixed_epsilons is not None:
             if len(cfg.fixed_epsilons) != self.num_envs:
@@ -120,10 +126,35 @@ class Actor:
         return np.where(explore, random_actions, self.greedy(obs))
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(obs, a), int64[N], in one forward pass."""
+        """argmax_a Q(obs, a), int64[N], in one forward pass (graphed: one replay)."""
         with torch.inference_mode():
-            q = self.net(torch.as_tensor(obs, device=self.device))
+            x = torch.as_tensor(obs, device=self.device)
+            if self.graphed:
+                best = self._graphed_argmax(x)
+                if best is not None:
+                    return best.cpu().numpy().astype(np.int64, copy=False)
+            q = self.net(x)
             return q.argmax(dim=1).cpu().numpy().astype(np.int64, copy=False)
+
+    def pop_events(self) -> list[str]:
+        """What happened to the graphed forward since the last call (for the run's log)."""
+        events, self.events = self.events, []
+        return events
+
+    def _graphed_argmax(self, x: Tensor) -> Tensor | None:
+        """The graph's actions for `x` (captured now if none fits); None if the capture
+        fails, which turns the graph off for good (one line in `events`)."""
+        if self._graph is None or not self._graph.fits(x):
+            try:
+                self._graph = GraphedGreedy(self.net, x)
+            except RuntimeError as exc:  # e.g. an op that cannot be captured
+                self.graphed, self._graph = False, None
+                text = str(exc).strip().splitlines()
+                self.events.append(f"actor.cuda_graph: the capture failed "
+                                   f"({text[0][:160] if text else type(exc).__name__}); "
+                                   "acting eagerly")
+                return None
+        return self._graph(x)
 
     def set_weights(self, weights: dict[str, Tensor]) -> None:
         """Load a folded state dict (`Learner.weights()`) into the acting network."""

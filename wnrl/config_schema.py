@@ -163,9 +163,15 @@ class ActorConfig:
     # where the sync and async loops' actor runs its forward: cpu | cuda | auto (= the
     # learner's device; on a GPU the weights then never leave it; docs/gpu.md)
     device: str = "auto"
+    # the acting forward and argmax captured as a CUDA graph and replayed: auto = on a
+    # CUDA actor acting in eval mode (a capture that fails falls back to eager, logged)
+    cuda_graph: str = "auto"
 
     def __post_init__(self) -> None:
+        # YAML `true` arrives as "True"
+        object.__setattr__(self, "cuda_graph", str(self.cuda_graph).lower())
         _one_of("actor.device", self.device, ("cpu", "cuda", "auto"))
+        _one_of("actor.cuda_graph", self.cuda_graph, ("auto", "true", "false"))
         for k in ("eps_start", "eps_end"):
             _check(0.0 <= getattr(self, k) <= 1.0, f"actor.{k}", "in [0, 1]", getattr(self, k))
         _check(0.0 < self.eps_fraction <= 1.0, "actor.eps_fraction", "in (0, 1]",

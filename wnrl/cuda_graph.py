@@ -3,15 +3,18 @@
 A batch-32 Nature-CNN update is a few hundred small kernels, so on a GPU its time
 is mostly launch overhead, which a graph replay pays once (3.5-4.5x on an H200,
 docs/gpu.md). The capture runs three warm-up updates on the first batch on a side
-stream (compiling them, if the learner compiles), then records one update; the
-warm-up's changes to the weights, buffers and optimizer state are put back, so a
-graphed learner takes exactly the steps an ungraphed one takes. The optimizer
-must be `capturable` (step counters on the device).
+stream (compiling them, if the learner compiles), then records one update, or several
+in a row (one graph replay for the updates a vector step calls for); the warm-up's
+changes to the weights, buffers and optimizer state are put back, so a graphed learner
+takes exactly the steps an ungraphed one takes. The optimizer must be `capturable`
+(step counters on the device).
+
+`GraphedGreedy` does the same for the actor's forward and argmax (`actor.cuda_graph`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,44 +23,49 @@ from wnrl.losses import TensorBatch
 
 
 class GraphedUpdate:
-    """`step` (a learner's loss, backward and optimizer step on gradients that start from
-    None: TensorBatch -> float32[3 + B]) captured as one CUDA graph on `tb`'s device.
-    `module` and `optimizer` hold every tensor `step` changes in place.
+    """`len(tbs)` consecutive calls of `step` (a learner's loss, backward and optimizer step
+    on gradients that start from None: TensorBatch -> float32[3 + B]), one per batch,
+    captured as one CUDA graph on the batches' device. `module` and `optimizer` hold every
+    tensor `step` changes in place.
 
-    `replay(tb)` copies `tb` into the graph's input tensors (same shapes and dtypes:
-    `fits`) and replays the captured update; it returns the graph's output tensor,
-    float32[3 + B], overwritten by the next replay.
+    `replay(tbs)` copies `tbs` into the graph's input tensors (as many batches, same
+    shapes and dtypes: `fits`) and replays the captured updates; it returns the graph's
+    output tensors, float32[3 + B] per update, overwritten by the next replay.
     """
 
     def __init__(self, step: Callable[[TensorBatch], Tensor], module: nn.Module,
-                 optimizer: torch.optim.Optimizer, tb: TensorBatch) -> None:
+                 optimizer: torch.optim.Optimizer, tbs: Sequence[TensorBatch]) -> None:
         self.module, self.optimizer = module, optimizer
-        self.inputs = TensorBatch(*(t.clone() for t in tb))
+        self.inputs = [TensorBatch(*(t.clone() for t in tb)) for tb in tbs]
         saved = self._snapshot()
-        opt, device = optimizer, tb.obs.device
+        opt, device = optimizer, tbs[0].obs.device
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up (and compile) outside the capture
             for _ in range(3):
                 opt.zero_grad(set_to_none=True)
-                step(self.inputs)
+                step(self.inputs[0])
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
         # thread_local: an actor on another thread (async mode) keeps using the GPU
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.output = step(self.inputs)
+            self.outputs = []
+            for tb in self.inputs:
+                opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
+                self.outputs.append(step(tb))
         self._restore(saved)
 
-    def fits(self, tb: TensorBatch) -> bool:
-        return all(a.shape == b.shape and a.dtype == b.dtype
-                   for a, b in zip(self.inputs, tb, strict=True))
+    def fits(self, tbs: Sequence[TensorBatch]) -> bool:
+        return len(tbs) == len(self.inputs) and all(
+            a.shape == b.shape and a.dtype == b.dtype
+            for mine, theirs in zip(self.inputs, tbs) for a, b in zip(mine, theirs, strict=True))
 
-    def replay(self, tb: TensorBatch) -> Tensor:
-        for dst, src in zip(self.inputs, tb, strict=True):
-            dst.copy_(src, non_blocking=True)
+    def replay(self, tbs: Sequence[TensorBatch]) -> list[Tensor]:
+        for mine, theirs in zip(self.inputs, tbs, strict=True):
+            for dst, src in zip(mine, theirs, strict=True):
+                dst.copy_(src, non_blocking=True)
         self.graph.replay()
-        return self.output
+        return self.outputs
 
     def _state_tensors(self) -> list[Tensor]:
         """Every tensor an update changes in place: the module's parameters and buffers (BN
@@ -82,3 +90,38 @@ class GraphedUpdate:
             else:
                 t.zero_()
 
+
+
+class GraphedGreedy:
+    """The actor's `argmax_a net(x)` for inputs shaped like `example` (uint8 or float
+    observations on a CUDA device), captured once as a CUDA graph. `net`'s parameters and
+    buffers are read in place, so weights loaded into them later (`load_state_dict`
+    copies) are the ones the next replay uses. Call it under `torch.inference_mode`.
+
+    `__call__(x)` copies `x` into the graph's input and replays it -> int64[N] actions on
+    the device, overwritten by the next call. The network must act in eval mode (a
+    batch-norm network acting on batch statistics would update its running averages in
+    the warm-up).
+    """
+
+    def __init__(self, net: nn.Module, example: Tensor) -> None:
+        assert not net.training, "a graphed forward needs the network in eval mode"
+        self.input = example.clone()
+        device = example.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up outside the capture (cuDNN picks kernels)
+            for _ in range(3):
+                net(self.input).argmax(dim=1)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.output = net(self.input).argmax(dim=1)
+
+    def fits(self, x: Tensor) -> bool:
+        return x.shape == self.input.shape and x.dtype == self.input.dtype
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.input.copy_(x, non_blocking=True)
+        self.graph.replay()
+        return self.output

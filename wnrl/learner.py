@@ -33,7 +33,8 @@ weights, the optimizer state, the TD targets and loss, and the WN norm `||v||`
 
 With `cfg.cuda_graph` (CUDA only) the whole update is captured once as a CUDA
 graph and replayed for every batch (`wnrl.cuda_graph`); the optimizer then keeps
-its step counters on the device (`capturable=True`).
+its step counters on the device (`capturable=True`). `update_many` does the several
+updates a vector step calls for in one replay of a graph of that many updates.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import copy
 import inspect
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -61,6 +62,11 @@ from wnrl.optimizers import IMPLEMENTATION_FLAGS, OPTIMIZERS, make_optimizer
 
 __all__ = ["IMPLEMENTATION_FLAGS", "OPTIMIZERS", "Autocast", "Learner", "UpdateMetrics",
            "make_optimizer"]
+
+# the most updates one CUDA graph replays (`Learner.update_many`): a graph per length is
+# captured, each with its own memory, so their number stays small
+MAX_UPDATES_PER_GRAPH = 8
+
 
 class Autocast(nn.Module):
     """`net` under autocast to `dtype`, returning fp32 outputs: Q-values, and what the loss
@@ -140,7 +146,8 @@ class Learner:
         self.optimizer = make_optimizer(self._params, self.cfg, self.compiled, self.graphed)
         if old is not None and old.state:
             self._load_optimizer_state(old.state_dict())
-        self._graph: GraphedUpdate | None = None  # captured at the first graphed update
+        # captured at the first graphed update of each length (updates per replay)
+        self._graphs: dict[int, GraphedUpdate] = {}
         self._loss_online, self._loss_target = self.online, self.target_net
         if self.precision == "bf16":
             self._loss_online = Autocast(self.online, self.device.type, torch.bfloat16)
@@ -236,12 +243,49 @@ class Learner:
         return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
                              grad_norm=float(host[2]), td_abs=host[3:])
 
+    def update_many(self, batches: Sequence[Batch]) -> list[UpdateMetrics]:
+        """`[self.update(b) for b in batches]`, the same steps and target syncs, with one
+        device-to-host copy of the metrics. Graphed, each run of updates between target
+        syncs (at most `MAX_UPDATES_PER_GRAPH`) is one replay of a graph of that many
+        updates, captured at its first use."""
+        done: list[UpdateMetrics] = []
+        if self.warming_up and batches:  # the first update compiles, captures or tunes
+            done.append(self.update(batches[0]))
+            batches = batches[1:]
+        if not self.graphed:
+            return done + [self.update(b) for b in batches]
+        self.online.train()
+        if self.target_net.training:
+            self.target_net.eval()
+        period, outs, i = self.cfg.target_update_period, [], 0
+        while i < len(batches):
+            n = min(len(batches) - i, period - self._num_updates % period,
+                    MAX_UPDATES_PER_GRAPH)
+            tbs = [self.to_tensors(b) for b in batches[i:i + n]]
+            outs.append(torch.stack(self._replay_graph(tbs)))  # a copy: the next replay
+            i += n                                                # overwrites the graph's
+            self._num_updates += n
+            if self._num_updates % period == 0:
+                self.sync_target()
+        if not outs:
+            return done
+        host = torch.cat(outs).cpu().numpy()
+        return done + [UpdateMetrics(loss=float(h[0]), q_mean=float(h[1]),
+                                     grad_norm=float(h[2]), td_abs=h[3:]) for h in host]
+
+    def _replay_graph(self, tbs: list[TensorBatch]) -> list[Tensor]:
+        """Replay the graph of `len(tbs)` updates (captured now if there is none for these
+        shapes) -> its outputs, float32[3 + B] per update."""
+        graph = self._graphs.get(len(tbs))
+        if graph is None or not graph.fits(tbs):
+            graph = self._graphs[len(tbs)] = GraphedUpdate(self._step, self.online,
+                                                           self.optimizer, tbs)
+        return graph.replay(tbs)
+
     def _run(self, tb: TensorBatch) -> Tensor:
         """One update on `tb` (graphed or not) -> `_step`'s float32[3 + B]."""
         if self.graphed:
-            if self._graph is None or not self._graph.fits(tb):
-                self._graph = GraphedUpdate(self._step, self.online, self.optimizer, tb)
-            return self._graph.replay(tb)
+            return self._replay_graph([tb])[0]
         self.optimizer.zero_grad(set_to_none=True)
         return self._step(tb)
 
@@ -268,7 +312,7 @@ class Learner:
         self.online.load_state_dict(saved[0])
         self.optimizer.load_state_dict(copy.deepcopy(saved[1]))
         self.optimizer.zero_grad(set_to_none=True)
-        self._graph = None
+        self._graphs = {}
 
     def _step(self, tb: TensorBatch) -> Tensor:
         """Loss, backward and optimizer step on gradients that start from None ->
@@ -333,7 +377,7 @@ class Learner:
         self.target.eval()
         self._refresh_target_net()
         self._load_optimizer_state(state["optimizer"])
-        self._graph = None  # the optimizer state tensors are new: capture again
+        self._graphs = {}  # the optimizer state tensors are new: capture again
         self._num_updates = int(state["num_updates"])
 
     def _load_optimizer_state(self, state: dict[str, Any]) -> None:

@@ -10,8 +10,9 @@ repeats. The seven measurements:
    batch size and learner mode (eager or compiled, fp32 or bf16, on CUDA also
    CUDA-graphed), as ratios to the
    standard network in the same mode and to the eager fp32 update of the same norm;
-2. actor forward over N envs: folded WN, unfolded WN, standard; and the fold
-   (`Learner.weights()`) paid at every actor weight sync;
+2. actor forward over N envs: folded WN, unfolded WN, standard (on CUDA also folded
+   WN as one graph replay, `actor.cuda_graph`); and the fold (`Learner.weights()`)
+   paid at every actor weight sync;
 3. replay: bytes per transition at capacity 1M (allocated), add and sample times; a
    batch of 32 on the learner's device from either replay (`replay.device` host or
    learner, `bench_replay_placement`);
@@ -49,7 +50,7 @@ from wnrl.config import (
     LearnerConfig,
 )
 from wnrl.experiments.bench_config import OBS, BenchConfig, random_batch
-from wnrl.experiments.benchmark_e2e import bench_e2e_and_bound
+from wnrl.experiments.benchmark_e2e import bench_e2e_and_bound, bench_update_runs
 from wnrl.experiments.benchmark_vs_peer import as_e2e
 from wnrl.learner import Learner
 from wnrl.networks import make_q_network
@@ -130,8 +131,20 @@ def bench_actor(bc: BenchConfig, num_actions: int = 6) -> dict[str, Any]:
         with torch.inference_mode():
             return net(obs).argmax(dim=1).cpu().numpy()
 
+    fns = {k: (lambda m=m: forward(m)) for k, m in nets.items()}
+    if dev.type == "cuda":  # the actor.cuda_graph lever: one graph replay per forward
+        from wnrl.cuda_graph import GraphedGreedy
+
+        with torch.inference_mode():
+            graph = GraphedGreedy(nets["folded_wn"], obs)
+
+        def graphed() -> np.ndarray:
+            with torch.inference_mode():
+                return graph(obs).cpu().numpy()
+
+        fns["folded_wn_graphed"] = graphed
     n = 5 * bc.updates_per_round
-    t = interleaved({k: (lambda m=m: forward(m)) for k, m in nets.items()}, n, bc.repeats)
+    t = interleaved(fns, n, bc.repeats)
     out: dict[str, Any] = {k: {"ms": 1e3 * v, "ratio": v / t["standard"]} for k, v in t.items()}
     learner = Learner(make_q_network(OBS, num_actions, norm="weight"),
                       LearnerConfig(device=bc.device, compile="false", precision="fp32"))
@@ -230,6 +243,9 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     elif "e2e" in wanted and len(bc.replay_devices) > 1:  # the first device's were the peer's
         more = bench_e2e_and_bound(bc, log, bc.replay_devices[1:])
         res.update({k: v for k, v in more.items() if k != "bound"})
+    if "e2e" in wanted:
+        log("measuring update runs ...")
+        res["update_runs"] = bench_update_runs(bc)
     return res
 
 
@@ -271,7 +287,9 @@ def save_json(res: dict[str, Any], path: str | Path) -> None:
 
 def _actor_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     a, rows = res["actor"], []
-    for k in ("standard", "folded_wn", "unfolded_wn"):
+    for k in ("standard", "folded_wn", "unfolded_wn", "folded_wn_graphed"):
+        if k not in a:
+            continue
         rows.append((f"actor forward {res['config']['num_envs']} envs, {k}",
                      f"{a[k]['ms']:.2f} ms", f"{a[k]['ratio']:.3f}",
                      "<= 1.02" if k == "folded_wn" else ""))
@@ -298,6 +316,10 @@ def _e2e_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     b = res["bound"]
     rows = [(f"learner-only bound ({b['agent']}, {b['mode']}, batch 32)",
              f"{b['env_steps_per_s']:.0f} steps/s ({b['updates_per_s']:.0f} updates/s)", "", "")]
+    if u := res.get("update_runs"):
+        rows.append((f"{u['run']} updates one at a time -> one update_many ({u['mode']})",
+                     f"{u['single_ms_per_update']:.3f} -> {u['runs_ms_per_update']:.3f} ms "
+                     "per update", f"x{u['speedup']:.2f}", ""))
     for mode in ("sync", "async"):
         head = res[f"e2e_{mode}"]
         for key in (k for k in res if k == f"e2e_{mode}" or k.startswith(f"e2e_{mode}_replay_")):

@@ -1,7 +1,8 @@
 """The benchmark's end-to-end figures (5. and 6. of `wnrl.experiments.benchmark`).
 
 5. the learner-only bound: updates/s of the agent's network at batch 32 x 4 env
-   steps per update, in the benchmark's learner mode;
+   steps per update, in the benchmark's learner mode; and 4 updates one at a time
+   against one `Learner.update_many` of 4 (on a GPU: 4 graph replays against one);
 6. end-to-end env steps/s of a real training run (`build` and `Trainer`, logging
    included) in the sync and async loops, over `measure_steps` env steps after
    learning starts, counted at the replay ratio the updates done cover.
@@ -159,6 +160,24 @@ def wnrl_update(bc: BenchConfig, num_actions: int = 6) -> tuple[Learner, Callabl
                                     cuda_graph=bc.cuda_graph))
     batch = random_batch(np.random.default_rng(4), 32, num_actions)
     return learner, lambda: learner.update(batch)
+
+
+def bench_update_runs(bc: BenchConfig, run: int = 4, num_actions: int = 6) -> dict[str, Any]:
+    """5b. the several-updates-per-replay lever: `run` updates one at a time
+    (`Learner.update`, one graph replay and one metrics copy each) against one
+    `Learner.update_many` of `run` batches, interleaved, in the bound's learner mode;
+    ms per update on each side and their ratio."""
+    learner, _ = wnrl_update(bc, num_actions)
+    rng = np.random.default_rng(5)
+    batches = [random_batch(rng, 32, num_actions) for _ in range(run)]
+    learner.update_many(batches)  # compile / capture both paths outside the timing
+    for b in batches:
+        learner.update(b)
+    t = interleaved({"single": lambda: [learner.update(b) for b in batches],
+                     "runs": lambda: learner.update_many(batches)},
+                    bc.updates_per_round, bc.repeats)
+    return {"mode": learner.mode, "run": run, "single_ms_per_update": 1e3 * t["single"] / run,
+            "runs_ms_per_update": 1e3 * t["runs"] / run, "speedup": t["single"] / t["runs"]}
 
 
 class Yardstick:

@@ -42,6 +42,9 @@ from wnrl.training.loops import LOOPS
 from wnrl.training.schedule import Schedule
 from wnrl.training.streams import EpisodeStreams
 
+# the most updates `Trainer.learn` draws batches for at once
+MAX_UPDATES_PER_RUN = 64
+
 
 def stop_return_reached(cfg: Config, returns: deque[float] | list[float]) -> bool:
     """Whether the last `train.stop_window` episode returns average `train.stop_return`."""
@@ -104,6 +107,8 @@ class Trainer:
                 f"{text[0][:200] if text else ''}; training stopped"
                 f"{self.checkpointer.saved_note()}")) from exc
         self.checkpointer.streams.record(transition)
+        for event in self.parts.actor.pop_events():  # a failed capture of its forward
+            self.log.message(event)
         return transition, episodes
 
     def record_episodes(self, episodes: list[Episode], step: int) -> None:
@@ -148,43 +153,64 @@ class Trainer:
         return base_updates + int((step - base_step) * self.cfg.train.updates_per_step) + 1
 
     def learn(self, step: int) -> None:
-        """Initialize if due, then the updates due at `step` (none before the start)."""
+        """Initialize if due, then the updates due at `step` (none before the start).
+
+        With uniform replay the updates come in runs (`update_run`: every batch drawn
+        first, which draws what one-at-a-time sampling draws, as nothing changes the
+        replay in between; then `Learner.update_many`, on a GPU one graph replay per
+        run); prioritized replay updates one at a time, each draw seeing the priorities
+        the last update set. The actor's weights are refreshed once, after the last
+        update in this call that completes a `actor.weight_sync_period`: the actor does
+        not act in between, so earlier refreshes would be superseded."""
         if step < self.update_base[0]:
             return
         if not self.initialized:
             self.initialize()
         due, beta = self.updates_due(step), self.beta(step)
         learner, period = self.parts.learner, self.cfg.actor.weight_sync_period
+        refresh = due - due % period
         while learner.num_updates < due:
-            # a refresh that a later one in this call supersedes is skipped: the actor does
-            # not act in between, so it acts on the same weights either way
-            if self.update_once(step, beta) and learner.num_updates + period > due:
+            end = refresh if learner.num_updates < refresh else due
+            one = self.cfg.replay.prioritized or learner.warming_up
+            self.update_run(step, beta, 1 if one else min(end - learner.num_updates,
+                                                          MAX_UPDATES_PER_RUN))
+            if learner.num_updates == refresh:
                 self.sync_weights()
 
     def update_once(self, step: int, beta: float) -> bool:
         """One learner update on a replay batch; True when the actor's weights are due."""
+        self.update_run(step, beta, 1)
+        return self.parts.learner.num_updates % self.cfg.actor.weight_sync_period == 0
+
+    def update_run(self, step: int, beta: float, count: int) -> None:
+        """`count` learner updates on replay batches drawn first (one: `Learner.update`;
+        more: `Learner.update_many`); a non-finite loss or mean Q stops the run naming the
+        first update that had it."""
         learner, cfg = self.parts.learner, self.cfg
-        batch = self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
+        batches = [self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
+                   for _ in range(count)]
         warming_up = learner.warming_up
         verb = ("tun" if getattr(learner, "tuning", False)  # measures the auto modes
                 else "compil" if learner.compiled else "captur")  # or a CUDA graph
         if warming_up:
             self.log.message(f"{verb}ing the learner update ({learner.mode}; once per "
                              "process)...")
-        m = learner.update(batch)
+        metrics = [learner.update(batches[0])] if count == 1 else learner.update_many(batches)
         if warming_up:
             self.log.message(f"learner update {verb}ed in {learner.compile_seconds:.1f} s")
             for event in learner.pop_events():  # a repaired compile cache, a fall back
                 self.log.message(event)
-        if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
-            raise self.fail(NonFiniteError(
-                f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
-                f"update {learner.num_updates}: training stopped"
-                f"{self.checkpointer.saved_note()}"))
+        first = learner.num_updates - count
+        for k, m in enumerate(metrics):
+            if not (math.isfinite(m.loss) and math.isfinite(m.q_mean)):
+                raise self.fail(NonFiniteError(
+                    f"non-finite loss ({m.loss}) or mean Q ({m.q_mean}) at env step {step}, "
+                    f"update {first + k + 1}: training stopped"
+                    f"{self.checkpointer.saved_note()}"))
         if cfg.replay.prioritized:
-            self.parts.replay.update_priorities(batch.index, m.td_abs)
-        self.last_metrics = m
-        return learner.num_updates % cfg.actor.weight_sync_period == 0
+            for batch, m in zip(batches, metrics):
+                self.parts.replay.update_priorities(batch.index, m.td_abs)
+        self.last_metrics = metrics[-1]
 
     def fail(self, exc: TrainingFailed) -> TrainingFailed:
         """Mark the run failed (no checkpoint after this) and return `exc` to raise."""
