@@ -91,7 +91,6 @@ class GraphedUpdate:
                 t.zero_()
 
 
-
 class GraphedGreedy:
     """The actor's `argmax_a net(x)` for inputs shaped like `example` (uint8 or float
     observations on a CUDA device), captured once as a CUDA graph. `net`'s parameters and
