@@ -239,9 +239,7 @@ class Learner:
         self._num_updates += 1
         if self._num_updates % self.cfg.target_update_period == 0:
             self.sync_target()
-        host = out.cpu().numpy()
-        return UpdateMetrics(loss=float(host[0]), q_mean=float(host[1]),
-                             grad_norm=float(host[2]), td_abs=host[3:])
+        return UpdateMetrics.from_row(out.cpu().numpy())
 
     def update_many(self, batches: Sequence[Batch]) -> list[UpdateMetrics]:
         """`[self.update(b) for b in batches]`, the same steps and target syncs, with one
@@ -269,9 +267,7 @@ class Learner:
                 self.sync_target()
         if not outs:
             return done
-        host = torch.cat(outs).cpu().numpy()
-        return done + [UpdateMetrics(loss=float(h[0]), q_mean=float(h[1]),
-                                     grad_norm=float(h[2]), td_abs=h[3:]) for h in host]
+        return done + [UpdateMetrics.from_row(h) for h in torch.cat(outs).cpu().numpy()]
 
     def _replay_graph(self, tbs: list[TensorBatch]) -> list[Tensor]:
         """Replay the graph of `len(tbs)` updates (captured now if there is none for these

@@ -56,6 +56,13 @@ class UpdateMetrics:
     grad_norm: float  # global gradient norm before clipping
     td_abs: np.ndarray
 
+    @classmethod
+    def from_row(cls, row: np.ndarray) -> UpdateMetrics:
+        """From a learner's host row float32[3 + B]: loss, mean Q, gradient norm, then
+        |TD error| per sample."""
+        return cls(loss=float(row[0]), q_mean=float(row[1]), grad_norm=float(row[2]),
+                   td_abs=row[3:])
+
     def scalars(self) -> dict[str, float]:
         """The scalar metrics, for logging."""
         return {"loss": self.loss, "q_mean": self.q_mean, "grad_norm": self.grad_norm}

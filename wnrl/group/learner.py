@@ -157,8 +157,7 @@ class GroupLearner:
         host = torch.cat([member_loss.detach()[:, None], q.detach().mean(1, keepdim=True),
                           grad_norm[:, None], td.detach().abs()], dim=1).cpu().numpy()
         self.last_update_seconds = time.perf_counter() - start
-        return [UpdateMetrics(loss=float(h[0]), q_mean=float(h[1]), grad_norm=float(h[2]),
-                              td_abs=h[3:]) for h in host]
+        return [UpdateMetrics.from_row(h) for h in host]
 
     @torch.no_grad()
     def _clip(self) -> Tensor:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from wnrl.config import ConfigError, ReplayConfig
+from wnrl.config import ReplayConfig
 from wnrl.core.types import Batch, Transition
 from wnrl.replay.n_step import n_step_targets
 from wnrl.replay.samplers import PrioritizedSampler, Sampler, UniformSampler
-from wnrl.replay.storage import FrameRing
+from wnrl.replay.storage import FrameRing, check_checkpoint_config, checkpoint_config
 
 __all__ = ["ReplayBuffer"]
 
@@ -151,27 +151,19 @@ class ReplayBuffer:
         action = rows.action[rows.pos(row, stream)].astype(np.int64)
         return Batch(both[: len(row)], action, ret, disc, both[len(row):], weight, index)
 
-    def _config(self) -> dict:
-        return {"format": 1, "num_envs": self.num_envs, "ring": self.ring,
-                "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype.str,
-                "stack": self.stack, "n_step": self.n_step, "gamma": self.gamma,
-                "prioritized": self.prioritized}
-
     def state_dict(self) -> dict:
         """Tensors, ints, floats and strings only (torch.load(weights_only=True) safe).
         Format 1, keys in this order: config, t, max_priority, rng (the generator's state),
         frames, action, reward, flags ([num_envs, rows stored per stream, ...], see
         `FrameRing.state_dict`) and, if prioritized, priorities float64[capacity]."""
         rows, sampler = self.storage.state_dict(), self.sampler.state_dict()
-        return {"config": self._config(), "t": rows.pop("t"),
+        return {"config": checkpoint_config(self), "t": rows.pop("t"),
                 "max_priority": sampler.pop("max_priority"), "rng": sampler.pop("rng"),
                 **rows, **sampler}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict` of a buffer built with the same settings."""
-        mine, theirs = self._config(), state.get("config", {})
-        for key in (k for k in mine if theirs.get(k) != mine[k]):
-            raise ConfigError(f"replay state has {key}={theirs.get(key)!r}, need {mine[key]!r}")
+        check_checkpoint_config(self, state)
         self.storage.load_state_dict(state)
         self.sampler.load_state_dict(state)
 

@@ -53,6 +53,8 @@ from wnrl.replay.storage import (
     FrameRing,
     ReplayMemoryError,
     available_memory_bytes,
+    check_checkpoint_config,
+    checkpoint_config,
 )
 
 __all__ = ["DeviceReplay", "importance_weights", "load_generator_state", "n_step_targets",
@@ -424,12 +426,6 @@ class DeviceReplay:
 
     # --- checkpoints -----------------------------------------------------------------------
 
-    def _config(self) -> dict:
-        return {"format": 1, "num_envs": self.num_envs, "ring": self.ring,
-                "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype.str,
-                "stack": self.stack, "n_step": self.n_step, "gamma": self.gamma,
-                "prioritized": self.prioritized}
-
     def rings(self, a: Tensor) -> Tensor:
         """A flat per-row tensor [capacity(+1), ...] viewed as [num_envs, ring, ...]."""
         return a[: self.capacity].reshape(self.num_envs, self.ring, *a.shape[1:])
@@ -440,7 +436,7 @@ class DeviceReplay:
         float64[capacity] if prioritized), every tensor on the CPU; rng is the torch
         generator's state (uint8 tensor)."""
         used = min(self.t, self.ring)
-        state: dict = {"config": self._config(), "t": self.t,
+        state: dict = {"config": checkpoint_config(self), "t": self.t,
                        "max_priority": float(self.max_priority),
                        "rng": self.generator.get_state()}
         for name in ("frames", "action", "reward", "flags"):
@@ -453,9 +449,7 @@ class DeviceReplay:
         """Restore a `state_dict` of this class or of `ReplayBuffer` built with the same
         settings (ConfigError naming the first that differs). A generator state of another
         kind (NumPy's, or another device's) reseeds the generator from it."""
-        mine, theirs = self._config(), state.get("config", {})
-        for key in (k for k in mine if theirs.get(k) != mine[k]):
-            raise ConfigError(f"replay state has {key}={theirs.get(key)!r}, need {mine[key]!r}")
+        check_checkpoint_config(self, state)
         self.t = int(state["t"])
         used = min(self.t, self.ring)
         for name in ("frames", "action", "reward", "flags"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,22 @@ def available_memory_bytes() -> int:
             return next(int(x.split()[1]) * 1024 for x in f if x.startswith("MemAvailable:"))
     except (OSError, StopIteration):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def checkpoint_config(replay: Any) -> dict:
+    """The settings a replay's `state_dict` (format 1) is saved with and must be loaded
+    with: `ReplayBuffer`'s and `DeviceReplay`'s (both have these attributes)."""
+    return {"format": 1, "num_envs": replay.num_envs, "ring": replay.ring,
+            "obs_shape": list(replay.obs_shape), "obs_dtype": replay.obs_dtype.str,
+            "stack": replay.stack, "n_step": replay.n_step, "gamma": replay.gamma,
+            "prioritized": replay.prioritized}
+
+
+def check_checkpoint_config(replay: Any, state: dict) -> None:
+    """ConfigError naming the first setting in which `state` differs from `replay`'s."""
+    mine, theirs = checkpoint_config(replay), state.get("config", {})
+    for key in (k for k in mine if theirs.get(k) != mine[k]):
+        raise ConfigError(f"replay state has {key}={theirs.get(key)!r}, need {mine[key]!r}")
 
 
 class FrameRing:
