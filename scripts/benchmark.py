@@ -80,8 +80,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the group section: K runs trained together vs a solo run, "
                         "aggregate env steps/s on MinAtar and Pong (wnrl.experiments."
                         "benchmark_group); with --quick, shorter")
+    p.add_argument("--group-sizes", type=positive, nargs="+", metavar="K",
+                   help="only the group-size sweep: aggregate env steps/s of groups of each "
+                        "size on MinAtar Breakout in the fair study's settings, timed in turns")
+    p.add_argument("--group-agent", choices=["dqn", "wn_dqn", "ln_dqn", "bn_dqn",
+                                             "wn_mobn_dqn"], default="wn_dqn",
+                   help="the agent of --group-sizes (default wn_dqn)")
     p.add_argument("--json", default="benchmark.json", help="where to write the results")
     a = p.parse_args(argv)
+    if a.group and a.group_sizes:
+        print("error: --group and --group-sizes are two sections: give one", file=sys.stderr)
+        return 2
+    if a.group_sizes:
+        from wnrl.experiments import benchmark_group as bg
+
+        sizes = list(dict.fromkeys(a.group_sizes))
+        gb = bg.GroupBench.quick() if a.quick else bg.GroupBench(rounds=3, minatar_chunk=1_000)
+        res = bg.measure_sizes(sizes, a.group_agent, gb)
+        print(bg.format_sizes_table(res))
+        bg.save_group_json(res, a.json)
+        print(f"results written to {a.json}")
+        return 0
     if a.group:
         from wnrl.experiments import benchmark_group as bg
 

@@ -12,6 +12,14 @@ median over rounds of each round's ratio, group aggregate env steps/s (K x its s
 its time) over solo env steps/s: ratios taken in one round share the machine's speed of
 that moment. RSS per member is the process's resident memory growth while the group was
 built and filled, divided by K (the solo run's growth is reported beside it).
+
+    python scripts/benchmark.py --group-sizes 2 5 10 16 [--group-agent ln_dqn]
+
+The size sweep (`measure_sizes`) asks how big a group should be: groups of each size
+on MinAtar Breakout in the fair study's settings (`FairProtocol.overrides`: one update
+per 4 env steps), one torch thread as the study's group processes have, built and
+filled to `learning_starts` untimed, then timed in turns (`rounds` rounds of `chunk`
+env steps per member); the figure is each size's median aggregate env steps/s.
 """
 
 from __future__ import annotations
@@ -161,6 +169,55 @@ def run_group_section(gb: GroupBench, settings: tuple[str, ...] = ("minatar", "p
     return out
 
 
+def measure_sizes(sizes: list[int], agent: str, gb: GroupBench) -> dict[str, Any]:
+    """Aggregate env steps/s of groups of each size in `sizes`, timed in turns."""
+    import torch
+
+    from wnrl.experiments.fair import FairProtocol
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _, common, chunk = _settings(gb)["minatar"]
+    base = load_config(CONFIGS / f"minatar_{agent}.yaml",
+                       [*common, *FairProtocol().overrides, "env.id=minatar/breakout"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="wnrl_group_sizes_") as tmp:
+            groups = {}
+            for k in sizes:
+                cfg = dataclasses.replace(base, train=dataclasses.replace(
+                    base.train, seeds=tuple(range(k)), run_name=f"k{k}"))
+                groups[k] = _group(member_configs(cfg), Path(tmp))
+                _quiet(_group_steps, groups[k], base.train.learning_starts + chunk // 4)
+            rates: dict[int, list[float]] = {k: [] for k in sizes}
+            for _ in range(gb.rounds):
+                for k in sizes:
+                    t0 = time.perf_counter()
+                    _quiet(_group_steps, groups[k], chunk)
+                    rates[k].append(k * chunk / (time.perf_counter() - t0))
+            for g in groups.values():
+                for t in g.trainers:
+                    t.log.close()
+    finally:
+        torch.set_num_threads(threads)
+    return {"setting": "sizes", "env": base.env.id, "agent": agent,
+            "num_envs": base.env.num_envs, "updates_per_step": base.train.updates_per_step,
+            "chunk_env_steps": chunk, "rounds": gb.rounds, "torch_threads": 1,
+            "sizes": [{"k": k, "env_steps_per_s": statistics.median(rates[k]),
+                       "per_member": statistics.median(rates[k]) / k, "rounds": rates[k]}
+                      for k in sizes]}
+
+
+def format_sizes_table(res: dict[str, Any]) -> str:
+    lines = [f"{res['agent']} on {res['env']} ({res['num_envs']} envs per member, "
+             f"{res['updates_per_step']:g} updates/step, one torch thread), median of "
+             f"{res['rounds']} rounds of {res['chunk_env_steps']} env steps per member",
+             "| members K | aggregate env steps/s | per member | rounds |", "|---|---|---|---|"]
+    for r in res["sizes"]:
+        lines.append(f"| {r['k']} | {r['env_steps_per_s']:.0f} | {r['per_member']:.0f} | "
+                     f"{', '.join(f'{x:.0f}' for x in r['rounds'])} |")
+    return "\n".join(lines)
+
+
 def format_group_table(results: list[dict[str, Any]]) -> str:
     lines = ["| setting | K | solo env steps/s | group env steps/s (aggregate) | ratio "
              "(median of rounds) | RSS solo / per member (MiB) |", "|---|---|---|---|---|---|"]
@@ -173,7 +230,7 @@ def format_group_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def save_group_json(results: list[dict[str, Any]], path: str | Path) -> None:
+def save_group_json(results: list[dict[str, Any]] | dict[str, Any], path: str | Path) -> None:
     from wnrl.atomic import write_text
 
     write_text(path, json.dumps({"cpu": os.cpu_count(), "results": results}, indent=1) + "\n")
