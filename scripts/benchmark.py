@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import sys
 
+from wnrl.accel import resolve_device
 from wnrl.experiments.benchmark import (
     SECTIONS,
     BenchConfig,
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group", type=positive, metavar="K",
                    help="only the group section: K runs trained together vs a solo run, "
                         "aggregate env steps/s on MinAtar and Pong (wnrl.experiments."
-                        "benchmark_group); with --quick, shorter")
+                        "benchmark_group), on --device (default cpu; on cuda also the "
+                        "graphed group, in 3 shorter rounds); with --quick, shorter")
     p.add_argument("--group-sizes", type=positive, nargs="+", metavar="K",
                    help="only the group-size sweep: aggregate env steps/s of groups of each "
                         "size on MinAtar Breakout in the fair study's settings, timed in turns")
@@ -104,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.group:
         from wnrl.experiments import benchmark_group as bg
 
-        gb = bg.GroupBench.quick(a.group) if a.quick else bg.GroupBench(k=a.group)
+        if problem := check_device(a.device or "cpu"):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        device = str(resolve_device(a.device or "cpu"))
+        gb = (bg.GroupBench.quick(a.group, device) if a.quick
+              else bg.GroupBench.gpu(a.group, device) if device.startswith("cuda")
+              else bg.GroupBench(k=a.group, device=device))
         results = bg.run_group_section(gb)
         print(bg.format_group_table(results))
         bg.save_group_json(results, a.json)

@@ -26,6 +26,9 @@
 #              bf16; and the replay-on-the-device lever in the same run: a batch of 32 from
 #              the host replay (sample + copy) against DeviceReplay's, and end to end with
 #              replay.device host, then learner; at most 200 s (benchmark_graph.json);
+#   benchmark_group (CUDA) a group of 8 runs against a solo run on the GPU, MinAtar and
+#              Pong, with the group's update ungraphed and as one CUDA graph in the same
+#              rounds; at most 120 s (benchmark_group.json);
 #   train      Pong WN-DQN (configs/pong_wn_dqn.yaml; the default GPU mode: compile,
 #              precision, CUDA graph and replay.device at auto (the replay on the GPU);
 #              eager if the compile step failed or with
@@ -37,14 +40,15 @@
 # DIR defaults to $OUT (the device tool's output folder), else ./gpu_check_out. N defaults
 # to the core count (the Atari vector env runs one env per core). --tiny is the dry run for
 # a CPU machine (give it first): --device cpu, small sizes, eager fp32 only, a benchmark
-# limit of 600 s for slow machines. On the GPU machine the whole check should take about 7
+# limit of 600 s for slow machines. On the GPU machine the whole check should take about 8
 # minutes (most of it compiling the compiled-bf16 learners, one per norm); the step
-# limits add up to about 14.
+# limits add up to about 16.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 DEVICE=cuda; DIR=${OUT:-gpu_check_out}; WHEELS=.gpu-wheels; PY=python3
-NUM_ENVS=$(nproc); TRAIN_SECONDS=75; BENCH_SECONDS=200; GRAPH_SECONDS=200; TINY=0; INSTALL=1
+NUM_ENVS=$(nproc); TRAIN_SECONDS=75; BENCH_SECONDS=200; GRAPH_SECONDS=200; GROUP_SECONDS=120
+TINY=0; INSTALL=1
 BENCH_EXTRA=()
 while (($#)); do
     case $1 in
@@ -155,6 +159,13 @@ if [[ $DEVICE == cuda ]]; then
         --sections learner replay e2e --modes eager-fp32-graph eager-bf16-graph \
         --compile false --precision bf16 --cuda-graph true --replay-devices host learner \
         --json "$DIR/benchmark_graph.json"
+fi
+
+# the many-runs group on the GPU: 8 runs together against one, ungraphed and with the
+# group's update as one CUDA graph, in the same rounds (MinAtar and Pong)
+if [[ $DEVICE == cuda ]]; then
+    run benchmark_group "$GROUP_SECONDS" "$PY" scripts/benchmark.py --group 8 --device "$DEVICE" \
+        --json "$DIR/benchmark_group.json"
 fi
 
 # the default GPU mode (compile, precision and CUDA graph at auto: compiled bf16, graphed)

@@ -3,7 +3,7 @@
     python scripts/gpu_report.py versions --out DIR    # DIR/versions.json
     python scripts/gpu_report.py report --out DIR --run-dir RUN
         # reads DIR/{versions.json, steps.tsv, tests.xml, benchmark.json,
-        # benchmark_graph.json} and the training
+        # benchmark_graph.json, benchmark_group.json} and the training
         # run RUN; writes DIR/gpu_check.json and DIR/gpu_check.md and prints the Markdown
 """
 
@@ -116,6 +116,15 @@ def markdown(r: dict[str, Any]) -> str:
             from wnrl.experiments.benchmark import format_table
 
             out.append(format_table(r[key]))
+    if r.get("benchmark_group") is not None or any(s["step"] == "benchmark_group"
+                                                   for s in r["steps"]):
+        out += ["", "## Benchmark: the many-runs group on the GPU", ""]
+        if r.get("benchmark_group") is None:
+            out.append("no result (see benchmark_group.log)")
+        else:
+            from wnrl.experiments.benchmark_group import format_group_table
+
+            out.append(format_group_table(r["benchmark_group"]["results"]))
     tr = r["train"]
     out += ["", "## Pong WN-DQN training run", ""]
     if tr is None:
@@ -156,6 +165,7 @@ def main() -> int:
     train_s = next((float(s["seconds"]) for s in steps if s["step"] == "train"), 0.0)
     r = {"versions": load("versions.json"), "steps": steps, "tests": tests(d / "tests.xml"),
          "benchmark": load("benchmark.json"), "benchmark_graph": load("benchmark_graph.json"),
+         "benchmark_group": load("benchmark_group.json"),
          "train": train(a.run_dir, train_s) if a.run_dir else None}
     (d / "gpu_check.json").write_text(json.dumps(r, indent=2, default=float) + "\n")
     md = markdown(r)

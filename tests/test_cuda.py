@@ -21,6 +21,7 @@ from torch import nn
 from wnrl import checkpoint as ckpt
 from wnrl.actor import Actor
 from wnrl.config import ActorConfig, LearnerConfig, load_config
+from wnrl.group.learner import GroupLearner
 from wnrl.learner import Learner
 from wnrl.logger import RunLogger
 from wnrl.networks import make_q_network
@@ -420,3 +421,77 @@ def test_async_on_device_holds_the_ratio(device: str, tmp_path: Path) -> None:
     cpu.log.close()
     assert cpu.parts.learner.num_updates == t.parts.learner.num_updates
     assert_states_close(t.parts.learner.online, cpu.parts.learner.online, rtol=0, atol=0)
+
+
+# ---- the many-runs group: K members' update as one CUDA graph -----------------------------
+GROUP_LRS = [1e-3, 5e-4, 2e-3]
+
+
+def cuda_group(norm: str, graph: str, **cfg: object) -> GroupLearner:
+    """A group of 3 Nature CNNs (each its own init) on CUDA, eager fp32."""
+    nets = [initialized_net(norm, seed=k) for k in range(len(GROUP_LRS))]
+    return GroupLearner(nets, learner_cfg(cuda_graph=graph, target_update_period=3, **cfg),
+                        GROUP_LRS, device="cuda")
+
+
+def group_state(g: GroupLearner) -> dict[str, torch.Tensor]:
+    """Everything an update or a sync changes: online parameters and buffers, the target's
+    parameters and the folded target tensors the update reads."""
+    return {**{f"online.{n}": t.detach() for n, t in {**g.params, **g.buffers}.items()},
+            **{f"target.{n}": t for n, t in g._target_params.items()},
+            **{f"folded.{n}": t for n, t in g._target_tensors.items()}}
+
+
+def assert_groups_close(a: GroupLearner, b: GroupLearner, rtol: float = RTOL,
+                        atol: float = ATOL) -> None:
+    sa, sb = group_state(a), group_state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k].cpu(), sa[k].cpu(), rtol=rtol, atol=atol, msg=k)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("norm", ["weight", "batch"])
+def test_graphed_group_takes_the_ungraphed_groups_steps(norm: str, fp32: None) -> None:
+    """A group of 3 (rates 1e-3, 5e-4, 2e-3) graphed against the same group ungraphed:
+    12 updates, a target sync every 3, varied weights and discounts, each member its own
+    batch; online weights and buffers (batch norm's running statistics are updated inside
+    the graph), the targets and the folded targets the graph reads. One update fewer is out
+    of tolerance, so a skipped step or sync is seen."""
+    plain, graphed, behind = (cuda_group(norm, "false"), cuda_group(norm, "true"),
+                              cuda_group(norm, "false"))
+    assert graphed.graphed and not plain.graphed and graphed.mode == "eager fp32 graph"
+    for i in range(12):
+        batches = [varied_batch(32, seed=10 * i + k) for k in range(len(GROUP_LRS))]
+        for a, b in zip(plain.update(batches), graphed.update(batches)):
+            assert b.loss == pytest.approx(a.loss, rel=RTOL, abs=1e-6), i
+            np.testing.assert_allclose(b.td_abs, a.td_abs, rtol=RTOL, atol=ATOL)
+        if i < 11:
+            behind.update(batches)
+    assert graphed.num_updates == 12 and graphed._graph is not None
+    assert_groups_close(plain, graphed)
+    with pytest.raises(AssertionError):
+        assert_groups_close(plain, behind)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_graphed_group_recaptures_after_a_new_shape_and_a_member_load(fp32: None) -> None:
+    """Batch 32, then 16 (a new capture, its warm-up undone), then member 1's state loaded
+    into both groups from the plain one (new optimizer tensors: the graph is dropped), then
+    32 again: the graphed group takes the plain group's steps throughout."""
+    plain, graphed = cuda_group("weight", "false"), cuda_group("weight", "true")
+    n = len(GROUP_LRS)
+    for i, b in enumerate((32, 32, 16, 16, None, 32, 32)):
+        if b is None:
+            state = plain.member_state_dict(1)
+            for g in (plain, graphed):
+                g.load_member_state_dict(1, state)
+            assert graphed._graph is None
+            continue
+        batches = [varied_batch(b, seed=10 * i + k) for k in range(n)]
+        for a, g in zip(plain.update(batches), graphed.update(batches)):
+            assert g.loss == pytest.approx(a.loss, rel=RTOL, abs=1e-6), (i, b)
+        assert graphed._graph.inputs[0].obs.shape[:2] == (n, b)
+    assert_groups_close(plain, graphed)

@@ -75,3 +75,23 @@ def test_markdown_reports_each_part(report: ModuleType, tmp_path: Path) -> None:
     assert "2 passed, 1 failed, 2 skipped" in md and "failed: tests.test_cuda.test_fold" in md
     assert "no result (see benchmark.log)" in md
     assert "| 450 | 9 | 50 | 35 | 6 | 3 | -20.0 | -21 -20 -19 |" in md
+
+
+def test_markdown_reports_the_group_step(report: ModuleType) -> None:
+    """The group step's table when it ran; a pointer to its log when it failed; nothing
+    when it did not run (CPU)."""
+    group = {"setting": "pong", "env": "ALE/Pong-v5", "device": "cuda", "num_envs": 16,
+             "k": 8, "updates_per_step": 0.25, "solo_env_steps_per_s": 1500.0,
+             "group_env_steps_per_s": 6000.0, "ratio": 4.0, "ratios": [4.0, 4.1, 3.9],
+             "graphed_env_steps_per_s": 12000.0, "graphed_ratio": 2.0,
+             "rss_solo_mib": 100.0, "rss_per_member_mib": 90.0}
+    base = {"versions": {}, "tests": None, "benchmark": None, "train": None}
+    ran = report.markdown({**base, "steps": [{"step": "benchmark_group", "rc": "0",
+                                              "seconds": "80"}],
+                           "benchmark_group": {"cpu": 16, "results": [group]}})
+    assert "## Benchmark: the many-runs group on the GPU" in ran
+    assert "| 8 | 1500 | 6000 | 4.00x (4.00, 4.10, 3.90) | 12000 (2.00x) |" in ran
+    failed = report.markdown({**base, "steps": [{"step": "benchmark_group", "rc": "124",
+                                                 "seconds": "120"}]})
+    assert "no result (see benchmark_group.log)" in failed
+    assert "many-runs group" not in report.markdown({**base, "steps": []})

@@ -161,3 +161,89 @@ def test_data_dependent_init_on_each_members_own_batch(norm: str) -> None:
         for name, t in nets[k].state_dict().items():
             assert torch.equal(group.member_state_dict(k)["online"][name], t), (k, name)
             assert torch.equal(group.member_state_dict(k)["target"][name], t), (k, name)
+
+
+def test_target_syncs_and_member_loads_write_in_place() -> None:
+    """A graphed group update reads the target tensors where they are, so a sync and a
+    member load must write into them, not replace them (their storage is checked), and
+    a sync still makes every target its online network."""
+    obs_shape = (2, 4, 10, 10)
+    group = GroupLearner(_nets(obs_shape, "weight"), _cfg(), [1e-3] * K)
+    targets = {**group._target_params, **group._target_tensors}
+    where = {n: t.data_ptr() for n, t in targets.items()}
+    for i in range(3):  # the third update syncs (target_update_period=3)
+        group.update([_batch(obs_shape, 10 * i + k) for k in range(K)])
+    for n, t in group.params.items():
+        assert torch.equal(group._target_params[n], t.detach()), n
+    folded = fold_stacked(group.template, group.params)
+    for n, t in folded.items():
+        assert torch.equal(group._target_tensors[n], t), n
+    group.load_member_state_dict(1, group.member_state_dict(1))
+    now = {**group._target_params, **group._target_tensors}
+    assert {n: t.data_ptr() for n, t in now.items()} == where
+
+
+def test_cuda_graph_setting_on_a_cpu_group() -> None:
+    from wnrl.config import ConfigError
+
+    nets = _nets((6,), "none")
+    auto = GroupLearner(copy.deepcopy(nets), LearnerConfig(device="cpu", cuda_graph="auto"),
+                        [1e-3] * K)
+    assert not auto.graphed and auto.mode == "eager fp32"
+    with pytest.raises(ConfigError, match="learner.cuda_graph=true needs a CUDA device"):
+        GroupLearner(nets, LearnerConfig(device="cpu", cuda_graph="true"), [1e-3] * K)
+
+
+class _NoCuda:
+    """Stand-ins for the CUDA stream and graph calls `GraphedUpdate` makes, so its warm-up
+    and capture run eagerly on the CPU (the 'captured' updates are real updates here)."""
+
+    class Stream:
+        def __init__(self, device: object = None) -> None:
+            pass
+
+        def wait_stream(self, other: object) -> None:
+            pass
+
+    class CUDAGraph:
+        def replay(self) -> None:
+            pass
+
+    @staticmethod
+    def stream(s: object) -> object:
+        import contextlib
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def graph(g: object, **kw: object) -> object:
+        import contextlib
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def current_stream(device: object = None) -> _NoCuda.Stream:
+        return _NoCuda.Stream()
+
+
+@pytest.mark.parametrize("norm", ["weight", "batch", "weight+mean_only"])
+def test_a_graph_capture_leaves_the_group_as_it_was(norm: str, monkeypatch) -> None:
+    """`GraphedUpdate` runs 3 warm-up updates and the captured one, then puts back every
+    tensor the group lists as changed by an update (`_state_tensors`). Run eagerly on the
+    CPU (stand-in stream and graph calls), those 4 updates must leave no trace: weights,
+    running statistics, optimizer state and the next update equal those of a group that
+    never captured, at the first update (optimizer state made by the warm-up) and later."""
+    from wnrl.cuda_graph import GraphedUpdate
+
+    for name in ("Stream", "CUDAGraph", "stream", "graph", "current_stream"):
+        monkeypatch.setattr(torch.cuda, name, getattr(_NoCuda, name))
+    obs_shape = (2, 4, 10, 10)
+    nets = _nets(obs_shape, norm)
+    plain = GroupLearner(copy.deepcopy(nets), _cfg(), [1e-3, 3e-4, 2e-3])
+    captured = GroupLearner(copy.deepcopy(nets), _cfg(), [1e-3, 3e-4, 2e-3])
+    for i in range(4):
+        batches = [_batch(obs_shape, 10 * i + k) for k in range(K)]
+        GraphedUpdate(captured._step, [captured._stack(batches)], captured._state_tensors,
+                      captured._zero_grad)
+        for a, b in zip(plain.update(batches), captured.update(batches)):
+            assert a.loss == b.loss and np.array_equal(a.td_abs, b.td_abs), i
+        for n, t in {**plain.params, **plain.buffers}.items():
+            assert torch.equal(t, {**captured.params, **captured.buffers}[n]), (i, n)

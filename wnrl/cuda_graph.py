@@ -22,28 +22,42 @@ from torch import Tensor, nn
 from wnrl.losses import TensorBatch
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """Every tensor of an optimizer's state (moments, step counters)."""
+    return [v for st in optimizer.state.values() for v in st.values() if isinstance(v, Tensor)]
+
+
+def module_state(module: nn.Module, optimizer: torch.optim.Optimizer,
+                 ) -> Callable[[], list[Tensor]]:
+    """What a solo learner's update changes in place: the module's parameters and buffers
+    (BN statistics) and the optimizer's state (read when called: the optimizer makes its
+    state at its first step)."""
+    return lambda: [*module.parameters(), *module.buffers(), *optimizer_tensors(optimizer)]
+
+
 class GraphedUpdate:
     """`len(tbs)` consecutive calls of `step` (a learner's loss, backward and optimizer step
-    on gradients that start from None: TensorBatch -> float32[3 + B]), one per batch,
-    captured as one CUDA graph on the batches' device. `module` and `optimizer` hold every
-    tensor `step` changes in place.
+    on gradients that `zero_grad` set to None: TensorBatch -> its float32 metrics), one
+    per batch, captured as one CUDA graph on the batches' device. `state()` lists every
+    tensor `step` changes in place (`module_state` for a solo learner; the stacked
+    tensors and optimizer state for a group, `wnrl.group.learner`).
 
     `replay(tbs)` copies `tbs` into the graph's input tensors (as many batches, same
     shapes and dtypes: `fits`) and replays the captured updates; it returns the graph's
-    output tensors, float32[3 + B] per update, overwritten by the next replay.
+    output tensors, one per update, overwritten by the next replay.
     """
 
-    def __init__(self, step: Callable[[TensorBatch], Tensor], module: nn.Module,
-                 optimizer: torch.optim.Optimizer, tbs: Sequence[TensorBatch]) -> None:
-        self.module, self.optimizer = module, optimizer
+    def __init__(self, step: Callable[[TensorBatch], Tensor], tbs: Sequence[TensorBatch],
+                 state: Callable[[], list[Tensor]], zero_grad: Callable[[], None]) -> None:
+        self.state = state
         self.inputs = [TensorBatch(*(t.clone() for t in tb)) for tb in tbs]
         saved = self._snapshot()
-        opt, device = optimizer, tbs[0].obs.device
+        device = tbs[0].obs.device
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up (and compile) outside the capture
             for _ in range(3):
-                opt.zero_grad(set_to_none=True)
+                zero_grad()
                 step(self.inputs[0])
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
@@ -51,7 +65,7 @@ class GraphedUpdate:
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = []
             for tb in self.inputs:
-                opt.zero_grad(set_to_none=True)  # backward allocates the gradients in the graph
+                zero_grad()  # backward allocates the gradients in the graph
                 self.outputs.append(step(tb))
         self._restore(saved)
 
@@ -67,24 +81,16 @@ class GraphedUpdate:
         self.graph.replay()
         return self.outputs
 
-    def _state_tensors(self) -> list[Tensor]:
-        """Every tensor an update changes in place: the module's parameters and buffers (BN
-        statistics) and the optimizer's state."""
-        out = [*self.module.parameters(), *self.module.buffers()]
-        for st in self.optimizer.state.values():
-            out += [v for v in st.values() if isinstance(v, Tensor)]
-        return out
-
     @torch.no_grad()
     def _snapshot(self) -> dict[int, tuple[Tensor, Tensor]]:
         """id -> (tensor, copy); the tensor is kept so that its id stays its own."""
-        return {id(t): (t, t.clone()) for t in self._state_tensors()}
+        return {id(t): (t, t.clone()) for t in self.state()}
 
     @torch.no_grad()
     def _restore(self, saved: dict[int, tuple[Tensor, Tensor]]) -> None:
         """Put back what the warm-up changed; optimizer state the warm-up created (a fresh
         optimizer's first step makes it, all zeros) goes back to zeros."""
-        for t in self._state_tensors():
+        for t in self.state():
             if id(t) in saved:
                 t.copy_(saved[id(t)][1])
             else:

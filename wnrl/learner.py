@@ -55,7 +55,7 @@ from wnrl import autotune, compile_cache
 from wnrl.accel import resolve_compile, resolve_device, resolve_precision
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
-from wnrl.cuda_graph import GraphedUpdate
+from wnrl.cuda_graph import GraphedUpdate, module_state
 from wnrl.losses import LossFn, TensorBatch, make_loss
 from wnrl.nn import fold_weight_norm, folded_state_dict, is_weight_normalized
 from wnrl.optimizers import IMPLEMENTATION_FLAGS, OPTIMIZERS, make_optimizer
@@ -274,8 +274,9 @@ class Learner:
         shapes) -> its outputs, float32[3 + B] per update."""
         graph = self._graphs.get(len(tbs))
         if graph is None or not graph.fits(tbs):
-            graph = self._graphs[len(tbs)] = GraphedUpdate(self._step, self.online,
-                                                           self.optimizer, tbs)
+            graph = self._graphs[len(tbs)] = GraphedUpdate(
+                self._step, tbs, module_state(self.online, self.optimizer),
+                lambda: self.optimizer.zero_grad(set_to_none=True))
         return graph.replay(tbs)
 
     def _run(self, tb: TensorBatch) -> Tensor:

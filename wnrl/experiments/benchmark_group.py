@@ -1,6 +1,6 @@
 """The group benchmark: aggregate env steps/s of K runs trained together vs a solo run.
 
-    python scripts/benchmark.py --group 8 [--quick] [--json benchmark_group.json]
+    python scripts/benchmark.py --group 8 [--quick] [--device cuda] [--json benchmark_group.json]
 
 For each setting (MinAtar: `configs/minatar_wn_dqn.yaml`; Pong: `configs/pong_wn_dqn.yaml`,
 learner fp32 eager as the group's), a solo run (`build` + `Trainer`, the sync loop's
@@ -11,7 +11,11 @@ group, ...), logging, replay sampling and the periodic work included. The figure
 median over rounds of each round's ratio, group aggregate env steps/s (K x its steps /
 its time) over solo env steps/s: ratios taken in one round share the machine's speed of
 that moment. RSS per member is the process's resident memory growth while the group was
-built and filled, divided by K (the solo run's growth is reported beside it).
+built and filled, divided by K (the solo run's growth is reported beside it). Learner
+and actors run on `device` (fp32 eager, ungraphed: the group learner's mode); on CUDA a
+second group with its update captured as one CUDA graph (`learner.cuda_graph=true`,
+`wnrl.group.learner`) is timed in the same rounds, so the graph's lever on a group is a
+ratio taken in one run (`graphed_ratio`: graphed over ungraphed group, median of rounds).
 
     python scripts/benchmark.py --group-sizes 2 5 10 16 [--group-agent ln_dqn]
 
@@ -32,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from wnrl.config import Config, load_config
 from wnrl.group.members import member_configs
@@ -55,11 +61,17 @@ class GroupBench:
     minatar_starts: int = 2_000  # env steps filled before timing (learning starts here)
     pong_starts: int = 1_000
     pong_capacity: int = 20_000  # replay capacity per Pong run (memory: K of them)
+    device: str = "cpu"  # the learners' and actors' device
 
     @classmethod
-    def quick(cls, k: int = 8) -> GroupBench:
+    def gpu(cls, k: int = 8, device: str = "cuda") -> GroupBench:
+        """On a GPU: 3 rounds, short MinAtar chunks (its update ratio is 1 per env step)."""
+        return cls(k=k, rounds=3, minatar_chunk=400, minatar_starts=500, device=device)
+
+    @classmethod
+    def quick(cls, k: int = 8, device: str = "cpu") -> GroupBench:
         return cls(k=k, rounds=3, minatar_chunk=400, pong_chunk=64, minatar_starts=500,
-                   pong_starts=256)
+                   pong_starts=256, device=device)
 
 
 def _rss_mib() -> float:
@@ -71,7 +83,7 @@ def _settings(gb: GroupBench) -> dict[str, tuple[Path, list[str], int]]:
     common = ["train.eval_period=0", "train.noise_period=0", "train.total_steps=100000000",
               "train.checkpoint_period=100000000", "train.log_period=1000",
               "learner.precision=fp32", "learner.compile=false", "learner.cuda_graph=false",
-              "learner.device=cpu", "actor.device=cpu"]
+              f"learner.device={gb.device}", f"actor.device={gb.device}"]
     return {
         "minatar": (CONFIGS / "minatar_wn_dqn.yaml",
                     [*common, f"train.learning_starts={gb.minatar_starts}"], gb.minatar_chunk),
@@ -134,7 +146,14 @@ def measure_setting(name: str, path: Path, overrides: list[str], chunk: int, gb:
     group = _group(member_configs(group_base), root)
     _quiet(_group_steps, group, base.train.learning_starts + chunk // 4)
     rss2 = _rss_mib()
-    ratios, solo_rates, group_rates = [], [], []
+    graphed = None
+    if torch.device(gb.device).type == "cuda":  # the same group, its update one CUDA graph
+        graphed_base = dataclasses.replace(group_base, learner=dataclasses.replace(
+            base.learner, cuda_graph="true"), train=dataclasses.replace(
+            group_base.train, run_name=f"{name}_group_graphed"))
+        graphed = _group(member_configs(graphed_base), root)
+        _quiet(_group_steps, graphed, base.train.learning_starts + chunk // 4)
+    ratios, solo_rates, group_rates, graphed_rates = [], [], [], []
     for _ in range(gb.rounds):
         t0 = time.perf_counter()
         _quiet(_solo_steps, solo, chunk)
@@ -145,17 +164,27 @@ def measure_setting(name: str, path: Path, overrides: list[str], chunk: int, gb:
         solo_rates.append(solo_rate)
         group_rates.append(group_rate)
         ratios.append(group_rate / solo_rate)
-    for t in [solo, *group.trainers]:
+        if graphed is not None:
+            t3 = time.perf_counter()
+            _quiet(_group_steps, graphed, chunk)
+            graphed_rates.append(gb.k * chunk / (time.perf_counter() - t3))
+    for t in [solo, *group.trainers, *(graphed.trainers if graphed else [])]:
         t.log.close()
     env = base.env
-    return {"setting": name, "env": env.id, "num_envs": env.num_envs, "k": gb.k,
-            "updates_per_step": base.train.updates_per_step,
-            "batch_size": base.learner.batch_size, "chunk_env_steps": chunk,
-            "rounds": gb.rounds, "solo_env_steps_per_s": statistics.median(solo_rates),
-            "group_env_steps_per_s": statistics.median(group_rates),
-            "ratio": statistics.median(ratios), "ratios": ratios,
-            "group_update_ms": group.learner.last_update_seconds * 1e3,
-            "rss_solo_mib": rss1 - rss0, "rss_per_member_mib": (rss2 - rss1) / gb.k}
+    out = {"setting": name, "env": env.id, "device": gb.device, "num_envs": env.num_envs,
+           "k": gb.k, "updates_per_step": base.train.updates_per_step,
+           "batch_size": base.learner.batch_size, "chunk_env_steps": chunk,
+           "rounds": gb.rounds, "solo_env_steps_per_s": statistics.median(solo_rates),
+           "group_env_steps_per_s": statistics.median(group_rates),
+           "ratio": statistics.median(ratios), "ratios": ratios,
+           "group_update_ms": group.learner.last_update_seconds * 1e3,
+           "rss_solo_mib": rss1 - rss0, "rss_per_member_mib": (rss2 - rss1) / gb.k}
+    if graphed is not None:
+        out |= {"graphed_env_steps_per_s": statistics.median(graphed_rates),
+                "graphed_ratio": statistics.median(
+                    g / u for g, u in zip(graphed_rates, group_rates)),
+                "graphed_update_ms": graphed.learner.last_update_seconds * 1e3}
+    return out
 
 
 def run_group_section(gb: GroupBench, settings: tuple[str, ...] = ("minatar", "pong"),
@@ -171,8 +200,6 @@ def run_group_section(gb: GroupBench, settings: tuple[str, ...] = ("minatar", "p
 
 def measure_sizes(sizes: list[int], agent: str, gb: GroupBench) -> dict[str, Any]:
     """Aggregate env steps/s of groups of each size in `sizes`, timed in turns."""
-    import torch
-
     from wnrl.experiments.fair import FairProtocol
 
     threads = torch.get_num_threads()
@@ -220,13 +247,17 @@ def format_sizes_table(res: dict[str, Any]) -> str:
 
 def format_group_table(results: list[dict[str, Any]]) -> str:
     lines = ["| setting | K | solo env steps/s | group env steps/s (aggregate) | ratio "
-             "(median of rounds) | RSS solo / per member (MiB) |", "|---|---|---|---|---|---|"]
+             "(median of rounds) | graphed group env steps/s (x ungraphed) | "
+             "RSS solo / per member (MiB) |", "|---|---|---|---|---|---|---|"]
     for r in results:
+        graphed = (f"{r['graphed_env_steps_per_s']:.0f} ({r['graphed_ratio']:.2f}x)"
+                   if "graphed_ratio" in r else "-")
         lines.append(f"| {r['setting']} ({r['env']}, {r['num_envs']} envs, "
-                     f"{r['updates_per_step']:g} updates/step) | {r['k']} | "
-                     f"{r['solo_env_steps_per_s']:.0f} | {r['group_env_steps_per_s']:.0f} | "
+                     f"{r['updates_per_step']:g} updates/step, {r.get('device', 'cpu')}) | "
+                     f"{r['k']} | {r['solo_env_steps_per_s']:.0f} | "
+                     f"{r['group_env_steps_per_s']:.0f} | "
                      f"{r['ratio']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])}) | "
-                     f"{r['rss_solo_mib']:.0f} / {r['rss_per_member_mib']:.0f} |")
+                     f"{graphed} | {r['rss_solo_mib']:.0f} / {r['rss_per_member_mib']:.0f} |")
     return "\n".join(lines)
 
 

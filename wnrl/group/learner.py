@@ -14,10 +14,16 @@ DQN targets from `wnrl.losses`, Huber or MSE, importance weights) and the same t
 sync period (members update in lock step). One loss is the sum of the members' losses,
 so one backward gives every member its own gradient (no parameter is shared).
 
-Mode: eager fp32 on the learner's device (`learner.compile`, `precision` and `cuda_graph`
-are not applied to a group: none was measured for it, and CUDA graphs are not captured
-for a group yet). End to end, a group of 8 MinAtar runs made 2.2x one solo run's env
-steps/s on 2 shared Zen 3 cores (docs/performance.md).
+Mode: fp32 eager on the learner's device (`learner.compile` and `precision` are not
+applied to a group: neither was measured for it). End to end, a group of 8 MinAtar runs
+made 2.2x one solo run's env steps/s on 2 shared Zen 3 cores (docs/performance.md).
+On CUDA, `learner.cuda_graph` (auto: on) captures the whole group update, all K members'
+forward, backward, clip and Adam step, as one CUDA graph (`wnrl.cuda_graph.GraphedUpdate`)
+and replays it for every update: K batch-32 updates are a few hundred small kernels, so
+on a GPU their time is launch overhead, which one replay pays once. The graph reads the
+stacked tensors in place, so everything an update does not change is written into them
+in place too (target syncs, member loads); a load that replaces the optimizer's state
+drops the graph, and the next update captures it again (as a change of batch shape does).
 
 `member_state_dict(k)` is a solo learner's `state_dict()` (online, unfolded target,
 optimizer in torch's format, update count), so a member's checkpoints are those of a
@@ -35,9 +41,10 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam  # the functional form Adam.step calls
 
-from wnrl.accel import resolve_device
+from wnrl.accel import resolve_cuda_graph, resolve_device
 from wnrl.config import LearnerConfig
 from wnrl.core.types import Batch, UpdateMetrics
+from wnrl.cuda_graph import GraphedUpdate, optimizer_tensors
 from wnrl.group.network import (
     GroupedForward,
     Tensors,
@@ -47,7 +54,7 @@ from wnrl.group.network import (
     stack_members,
 )
 from wnrl.learner import IMPLEMENTATION_FLAGS, make_optimizer
-from wnrl.losses import ELEMENTWISE_LOSSES, double_q_target, q_learning_target
+from wnrl.losses import ELEMENTWISE_LOSSES, TensorBatch, double_q_target, q_learning_target
 from wnrl.networks import QNetwork
 from wnrl.nn import data_dependent_init
 
@@ -63,6 +70,9 @@ class GroupLearner:
         cfg: the members' shared learner settings (`lr` is ignored: see `lrs`).
         lrs: one learning rate per member.
         device: where the stacked tensors live; default `cfg.device`.
+
+    `cfg.cuda_graph` (auto | true | false) graphs the update on a CUDA device (auto: on
+    CUDA; true on another device is a ConfigError, as for a solo learner).
     """
 
     def __init__(self, networks: list[QNetwork], cfg: LearnerConfig, lrs: list[float],
@@ -71,6 +81,8 @@ class GroupLearner:
             raise ValueError(f"{len(networks)} networks for {len(lrs)} learning rates")
         self.cfg, self.k = cfg, len(networks)
         self.device = resolve_device(cfg.device if device is None else device)
+        self.graphed = resolve_cuda_graph(cfg.cuda_graph, self.device)
+        self._graph: GraphedUpdate | None = None
         self.template = copy.deepcopy(networks[0]).cpu()
         self.forward = GroupedForward(self.template, self.k)
         self.target_forward = GroupedForward(folded_template(self.template), self.k)
@@ -84,16 +96,18 @@ class GroupLearner:
         # the solo optimizer with one parameter group per member (views of its rows, its
         # rate): the solo maths exactly, one step call (see the module doc)
         self._rows = [[p.detach()[k] for p in self.params.values()] for k in range(self.k)]
+        # (capturable when graphed: step counters on the device, no host sync)
         self.optimizer = make_optimizer(
-            [{"params": rows, "lr": lr} for rows, lr in zip(self._rows, lrs)], cfg)
+            [{"params": rows, "lr": lr} for rows, lr in zip(self._rows, lrs)], cfg,
+            capturable=self.graphed)
         self._fused_adam = cfg.optimizer == "adam" and all(
             g.get("fused") and not g.get("amsgrad") and not g.get("weight_decay")
-            and not g.get("capturable") for g in self.optimizer.param_groups)
+            for g in self.optimizer.param_groups)
         self._solo_groups = make_optimizer(self.template.parameters(), cfg).state_dict()[
             "param_groups"]
         self._num_updates = 0
-        self.mode, self.warming_up, self.compiled, self.graphed = "eager fp32", False, False, \
-            False
+        self.mode = "eager fp32 graph" if self.graphed else "eager fp32"
+        self.warming_up, self.compiled = False, False
         self.compile_seconds: float | None = None
         self.last_update_seconds = 0.0
 
@@ -109,10 +123,25 @@ class GroupLearner:
     @torch.no_grad()
     def sync_target(self) -> None:
         """Every member's target = its online parameters and buffers (the target forward
-        uses them folded, as the solo learner's does)."""
-        self._target_params = {n: t.detach().clone() for n, t in self.params.items()}
-        self._target_tensors = {**fold_stacked(self.template, self._target_params),
-                                **{n: b.clone() for n, b in self.buffers.items()}}
+        uses them folded, as the solo learner's does); written in place once they exist
+        (a captured graph reads them)."""
+        params = {n: t.detach() for n, t in self.params.items()}
+        if not self._target_params:
+            self._target_params = {n: t.clone() for n, t in params.items()}
+            self._target_tensors = {**fold_stacked(self.template, self._target_params),
+                                    **{n: b.clone() for n, b in self.buffers.items()}}
+            return
+        for n, t in params.items():
+            self._target_params[n].copy_(t)
+        self._refold_target()
+        for n, b in self.buffers.items():
+            self._target_tensors[n].copy_(b)
+
+    @torch.no_grad()
+    def _refold_target(self) -> None:
+        """The folded target weights from `_target_params`, in place."""
+        for n, t in fold_stacked(self.template, self._target_params).items():
+            self._target_tensors[n].copy_(t)
 
     @torch.no_grad()
     def folded(self, device: str | torch.device = "cpu") -> Tensors:
@@ -123,17 +152,48 @@ class GroupLearner:
         return {n: t.to(device) for n, t in out.items()}
 
     # ---- the update -----------------------------------------------------------------------
-    def _stack(self, batches: list[Batch]) -> list[Tensor]:
+    def _stack(self, batches: list[Batch]) -> TensorBatch:
+        """K replay batches -> one TensorBatch of stacked fields [K, B, ...] on the device."""
         if len(batches) != self.k:
             raise ValueError(f"{len(batches)} batches for a group of {self.k}")
-        return [torch.from_numpy(np.stack([getattr(b, f) for b in batches])).to(self.device)
-                for f in BATCH_FIELDS]
+        return TensorBatch(*(torch.from_numpy(np.stack([getattr(b, f) for b in batches]))
+                             .to(self.device) for f in BATCH_FIELDS))
 
     def update(self, batches: list[Batch]) -> list[UpdateMetrics]:
         """One gradient step of every member k on `batches[k]`; the targets sync every
         `cfg.target_update_period` updates. Metrics come back with one host copy."""
         start = time.perf_counter()
-        obs, action, reward, discount, next_obs, weight = self._stack(batches)
+        tb = self._stack(batches)
+        if self.graphed:
+            if self._graph is None or not self._graph.fits([tb]):
+                self._graph = GraphedUpdate(self._step, [tb], self._state_tensors,
+                                            self._zero_grad)
+            (out,) = self._graph.replay([tb])
+        else:
+            self._zero_grad()
+            out = self._step(tb)
+        self._num_updates += 1
+        if self._num_updates % self.cfg.target_update_period == 0:
+            self.sync_target()
+        host = out.cpu().numpy()
+        self.last_update_seconds = time.perf_counter() - start
+        return [UpdateMetrics.from_row(h) for h in host]
+
+    def _zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def _state_tensors(self) -> list[Tensor]:
+        """Every tensor an update changes in place: the stacked parameters and buffers and
+        the optimizer's state (what a graph's warm-up must put back)."""
+        return [*self.params.values(), *self.buffers.values(),
+                *optimizer_tensors(self.optimizer)]
+
+    def _step(self, tb: TensorBatch) -> Tensor:
+        """Every member's loss, backward, clip and optimizer step on gradients that start
+        from None (no target sync, no host copy: graph-safe) -> float32[K, 3 + B]: loss,
+        mean Q, gradient norm before clipping, |TD error| per row."""
+        obs, action, reward, discount, next_obs, weight = tb
         tensors = {**self.params, **self.buffers}
         q_all = self.forward(tensors, obs, training=True)  # [K, B, A]
         q = q_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
@@ -146,18 +206,11 @@ class GroupLearner:
                 y = q_learning_target(q_next, reward, discount)
         td = y.to(q.dtype) - q
         member_loss = (weight.to(q.dtype) * self.elementwise(td)).mean(dim=1)  # [K]
-        for p in self.params.values():
-            p.grad = None
         member_loss.sum().backward()
         grad_norm = self._clip()
-        self._step()
-        self._num_updates += 1
-        if self._num_updates % self.cfg.target_update_period == 0:
-            self.sync_target()
-        host = torch.cat([member_loss.detach()[:, None], q.detach().mean(1, keepdim=True),
-                          grad_norm[:, None], td.detach().abs()], dim=1).cpu().numpy()
-        self.last_update_seconds = time.perf_counter() - start
-        return [UpdateMetrics.from_row(h) for h in host]
+        self._optimizer_step()
+        return torch.cat([member_loss.detach()[:, None], q.detach().mean(1, keepdim=True),
+                          grad_norm[:, None], td.detach().abs()], dim=1).float()
 
     @torch.no_grad()
     def _clip(self) -> Tensor:
@@ -173,7 +226,7 @@ class GroupLearner:
         return total
 
     @torch.no_grad()
-    def _step(self) -> None:
+    def _optimizer_step(self) -> None:
         grads = [p.grad for p in self.params.values()]
         opt = self.optimizer
         fast = self._fused_adam and all(row in opt.state for row in self._rows[0])
@@ -217,15 +270,10 @@ class GroupLearner:
         self.sync_target()
 
     @torch.no_grad()
-    def _write_member(self, k: int, state: dict[str, Tensor],
-                      target: dict[str, Tensor] | None = None) -> None:
+    def _write_member(self, k: int, state: dict[str, Tensor]) -> None:
+        """Member k's online parameters and buffers from a solo state dict, in place."""
         for n, t in state.items():
             (self.params if n in self.params else self.buffers)[n][k].copy_(t)
-        if target is not None:
-            for n, t in target.items():
-                dest = self._target_params if n in self._target_params else None
-                if dest is not None:
-                    dest[n][k].copy_(t)
 
     def member_state_dict(self, k: int) -> dict[str, Any]:
         """Member k's state in the solo `Learner.state_dict()` format."""
@@ -256,10 +304,9 @@ class GroupLearner:
                 self._target_params[n][k].copy_(t)
             else:
                 self._target_tensors[n][k].copy_(t)
-        folded = fold_stacked(self.template, self._target_params)
-        for n, t in folded.items():
-            self._target_tensors[n].copy_(t)
+        self._refold_target()
         self._load_member_optimizer_state(k, state["optimizer"])
+        self._graph = None  # the optimizer's state tensors are new: capture again
         self._num_updates = int(state["num_updates"])
 
     def _member_optimizer_state(self, k: int) -> dict[str, Any]:

@@ -29,13 +29,13 @@ class MemberLearner:
 
     compiled = False
     warming_up = False
-    graphed = False
     compile_note = ""
 
     def __init__(self, group: GroupLearner, k: int) -> None:
         self.group, self.k = group, k
         self.device = group.device
         self.cfg = group.cfg
+        self.graphed = group.graphed
 
     @property
     def mode(self) -> str:

@@ -129,7 +129,7 @@ class GroupTrainer:
         """Train every member to total_steps or a stop signal; the worst member's exit code."""
         lead = self.trainers[0]
         ignored = [f"{key}={getattr(lead.cfg.learner, key)}" for key in
-                   ("compile", "precision", "cuda_graph")
+                   ("compile", "precision")
                    if getattr(lead.cfg.learner, key) in ("true", "bf16")]
         for t in self.trainers:
             t.log_learner_mode()
