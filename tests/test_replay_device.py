@@ -250,7 +250,7 @@ def test_prefix_sums_are_flat_over_zero_priorities(device):
     c = dr.prefix()
     assert (c[1:] >= c[:-1]).all() and (c[1:][p[1:].to(device) == 0] == c[:-1][
         p[1:].to(device) == 0]).all()
-    assert (dr.priority[dr.draw(4096, stratified=True)[0]] > 0).all()
+    assert (dr.priority[dr.draw(c, 4096, stratified=True)] > 0).all()
     assert (dr.priority[dr.search(c, torch.zeros(1, dtype=torch.float64, device=device))] >
             0).all()
 
@@ -278,6 +278,35 @@ def test_seeded_draws_and_empty_replay(device):
         empty.sample(4)
     with pytest.raises(ValueError, match="no sampleable"):
         filled(device, False, valid=set()).sample(4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_a_run_of_draws_is_the_draws_of_single_samples(device, prioritized):
+    """`sample_many(n)` (one prefix sum) returns what n `sample` calls in a row return,
+    field for field, on either replay, and leaves the generator where they leave it."""
+    valid = set(range(3, 40)) - {10, 11, 25}
+    a = filled(device, prioritized, valid=valid, seed=3)
+    b = filled(device, prioritized, valid=valid, seed=3)
+    if prioritized:
+        for dr in (a, b):
+            idx = dr.sampleable_indices()[::3]
+            dr.update_priorities(idx, torch.linspace(0.1, 3.0, len(idx)))
+    singles = [a.sample(16, beta=0.6) for _ in range(4)]
+    for x, y in zip(singles, b.sample_many(4, 16, beta=0.6), strict=True):
+        same_batch(x, y)
+    same_batch(a.sample(16, beta=0.6), b.sample(16, beta=0.6))  # the generators agree after
+    with pytest.raises(ValueError, match="no sampleable"):
+        filled(device, prioritized, valid=set()).sample_many(3, 4)
+    rb = ReplayBuffer(100, (2,), np.float32, 2, frame_stack=1, seed=4)
+    rb2 = ReplayBuffer(100, (2,), np.float32, 2, frame_stack=1, seed=4)
+    for r in (rb, rb2):
+        for t in range(30):
+            r.add(Transition(np.full((2, 2), t, np.float32), np.zeros(2, int),
+                             np.ones(2, np.float32), *(np.zeros(2, bool),) * 2,
+                             np.ones(2, bool)))
+    for x, y in zip([rb.sample(8) for _ in range(3)], rb2.sample_many(3, 8), strict=True):
+        same_batch(x, y)
 
 
 def test_config_errors_memory_and_from_config():

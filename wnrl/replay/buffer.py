@@ -129,6 +129,11 @@ class ReplayBuffer:
         with weights `importance_weights(P, beta)`."""
         return self._batch(*self.sampler.sample(batch_size, beta))
 
+    def sample_many(self, n: int, batch_size: int, beta: float = 0.4) -> list[Batch]:
+        """n batches of B: n `sample` calls in a row (the interface `DeviceReplay` draws
+        a run of batches through with one prefix sum)."""
+        return [self.sample(batch_size, beta) for _ in range(n)]
+
     def locate(self, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding prefix sums mass float64[K] in [0, priority_total) of the priority
         tree: (global ids int64[K], their priorities float64[K], all > 0)."""

@@ -383,16 +383,15 @@ class DeviceReplay:
         c = torch.where(p > 0, p.cumsum(0), torch.zeros_like(p))
         return c.cummax(0).values
 
-    def draw(self, batch_size: int, stratified: bool) -> tuple[Tensor, Tensor]:
+    def draw(self, c: Tensor, batch_size: int, stratified: bool) -> Tensor:
         """Flat positions int64[B] drawn in proportion to priority (uniform replay: 1.0 on
-        every sampleable row), one draw per equal slice of the mass if stratified, and
-        the total float64[]."""
-        c = self.prefix()
+        every sampleable row) from its prefix sums c (`prefix`), one draw per equal slice of
+        the mass if stratified."""
         u = torch.rand(batch_size, dtype=torch.float64, device=self.device,
                        generator=self.generator)
         if stratified:
             u = (torch.arange(batch_size, device=self.device) + u) / batch_size
-        return self.search(c, u * c[-1]), c[-1]
+        return self.search(c, u * c[-1])
 
     def search(self, c: Tensor, mass: Tensor) -> Tensor:
         """Flat positions int64[K] holding prefix sums mass float64[K] in [0, total] of the
@@ -415,14 +414,26 @@ class DeviceReplay:
         or proportional to priority, stratified, with weights `importance_weights(P,
         beta)`. check: raise ValueError if no row is sampleable (reads one scalar back;
         with False nothing syncs and an empty replay returns garbage)."""
-        pos, total = self.draw(batch_size, stratified=self.prioritized)
+        return self.sample_many(1, batch_size, beta, check)[0]
+
+    def sample_many(self, n: int, batch_size: int, beta: float = 0.4,
+                    check: bool = True) -> list[Batch]:
+        """n batches of B, exactly what n `sample` calls in a row draw (the same generator
+        draws, in order), for one prefix sum over the capacity and at most one scalar read
+        back instead of n: nothing changes the replay between them."""
+        c = self.prefix()
+        total = c[-1]
         if check and not bool(total > 0):
             raise ValueError("replay has no sampleable transitions yet")
-        if self.prioritized:
-            weight = importance_weights(self.priority[pos] / total, beta)
-        else:
-            weight = torch.ones(batch_size, dtype=torch.float32, device=self.device)
-        return self.batch(self.ids(pos), weight)
+        out = []
+        for _ in range(n):
+            pos = self.draw(c, batch_size, stratified=self.prioritized)
+            if self.prioritized:
+                weight = importance_weights(self.priority[pos] / total, beta)
+            else:
+                weight = torch.ones(batch_size, dtype=torch.float32, device=self.device)
+            out.append(self.batch(self.ids(pos), weight))
+        return out
 
     # --- checkpoints -----------------------------------------------------------------------
 

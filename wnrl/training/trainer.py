@@ -187,8 +187,11 @@ class Trainer:
         more: `Learner.update_many`); a non-finite loss or mean Q stops the run naming the
         first update that had it."""
         learner, cfg = self.parts.learner, self.cfg
-        batches = [self.parts.replay.sample(cfg.learner.batch_size, beta=beta)
-                   for _ in range(count)]
+        replay, bs = self.parts.replay, cfg.learner.batch_size
+        # a run (the sync loop, uniform replay: ReplayBuffer or DeviceReplay) is drawn in one
+        # call, which a DeviceReplay serves with one prefix sum; one update, from any replay
+        batches = (replay.sample_many(count, bs, beta=beta) if count > 1
+                   else [replay.sample(bs, beta=beta)])
         warming_up = learner.warming_up
         verb = ("tun" if getattr(learner, "tuning", False)  # measures the auto modes
                 else "compil" if learner.compiled else "captur")  # or a CUDA graph
