@@ -133,3 +133,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, bad: list[str], says: 
     res = run_cli(*TINY, *bad, cwd=tmp_path)
     assert res.returncode == 2 and says in res.stderr and len(res.stderr.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cut_trains_the_late_agents_on_three_seeds_only() -> None:
+    """The pre-registered cut: `bn_dqn` and `wn_mobn_dqn` (after `first_agents`) get seeds
+    0-2 at every rate, so a shared-rate cell the first study filled needs nothing; the
+    batch-independent agents keep all 5; `late_seeds=None` trains everyone on 5."""
+    led = Ledger(Path("x"))
+    for game in P.games:
+        for agent in ("dqn", "bn_dqn", "wn_mobn_dqn"):
+            for seed in (0, 1, 2):
+                led.add(RunRecord(MAIN, game, agent, seed, 2.5e-4, P.steps, final=1.0,
+                                  auc=1.0))
+    rates = {"dqn": (1e-3, 2.5e-4), "bn_dqn": (2.5e-4,), "wn_mobn_dqn": (4e-3, 2.5e-4)}
+    cells = {(s.agent, s.rates[0], s.seeds) for s in plan_main(P, rates, led)}
+    assert cells == {("dqn", 1e-3, (0, 1, 2, 3, 4)), ("dqn", 2.5e-4, (3, 4)),
+                     ("wn_mobn_dqn", 4e-3, (0, 1, 2))}
+    full = FairProtocol(configs_dir=P.configs_dir, runs_dir=P.runs_dir, late_seeds=None)
+    cells = {(s.agent, s.rates[0], s.seeds) for s in plan_main(full, rates, led)}
+    assert ("bn_dqn", 2.5e-4, (3, 4)) in cells and ("wn_mobn_dqn", 4e-3, (0, 1, 2, 3, 4)) in cells

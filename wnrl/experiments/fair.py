@@ -51,6 +51,11 @@ class FairProtocol:
     tune_seeds: tuple[int, ...] = (100, 101)  # never used in the comparison
     tune_steps: int = 120_000
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    # the pre-registered cut (docs/results/minatar/README.md, "Budget"): the agents after
+    # `first_agents` (the batch-statistics ones) are compared on the first `late_seeds` of
+    # `seeds` only, at every rate: their shared-rate cells keep the first study's 3 seeds
+    # and their tuned cells get 3; None trains them on every seed
+    late_seeds: int | None = 3
     steps: int = 1_000_000
     overrides: tuple[str, ...] = ("train.updates_per_step=0.25",
                                   "learner.target_update_period=250")
@@ -144,7 +149,8 @@ def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
     """One group per (game, agent, rate) for the seeds of `p.seeds` the ledger lacks, in
     the order of the study's priorities, so that a study cut short stays coherent:
     the batch-independent agents (`p.first_agents`) at their first rate (tuned), then at
-    the others (shared), then the remaining agents the same way; games innermost.
+    the others (shared), then the remaining agents the same way (on `p.late_seeds` seeds:
+    the pre-registered cut); games innermost.
 
     rates: agent -> the rates it is compared at (its tuned rate first, the shared rate)."""
     order = []
@@ -157,7 +163,9 @@ def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
     specs = []
     for game, agent, lr in order:
         have = {r.seed for r in ledger.select(MAIN, game, agent, lr, p.steps)}
-        todo = tuple(s for s in p.seeds if s not in have)
+        seeds = (p.seeds if agent in p.first_agents or p.late_seeds is None
+                 else p.seeds[:p.late_seeds])
+        todo = tuple(s for s in seeds if s not in have)
         if todo:
             specs.append(GroupSpec(MAIN, agent, game, todo, (lr,), p.steps, p.steps,
                                    p.config(agent, game), p.runs_dir / MAIN / env_tag(game)

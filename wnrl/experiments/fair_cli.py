@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-steps", type=int, default=None)
     p.add_argument("--seeds", type=int, default=None, help="comparison seeds 0..S-1")
     p.add_argument("--steps", type=int, default=None, help="env steps per comparison run")
+    p.add_argument("--late-seeds", type=int, default=None,
+                   help="seeds of the agents trained last (bn_dqn, wn_mobn_dqn), the "
+                        "pre-registered cut (default 3; --late-seeds 5: all of --seeds)")
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
     return p
@@ -65,8 +68,10 @@ def protocol_of(args: argparse.Namespace) -> FairProtocol:
         "rates": args.rates and tuple(args.rates),
         "tune_seeds": args.tune_seeds and tuple(args.tune_seeds),
         "tune_steps": args.tune_steps, "seeds": args.seeds and tuple(range(args.seeds)),
-        "steps": args.steps, "eval_episodes": args.eval_episodes}.items() if v is not None}
+        "steps": args.steps, "eval_episodes": args.eval_episodes,
+        "late_seeds": args.late_seeds}.items() if v is not None}
     for key, value in (("tune-steps", args.tune_steps), ("steps", args.steps),
+                       ("late-seeds", args.late_seeds),
                        ("eval-episodes", args.eval_episodes), ("seeds", args.seeds),
                        ("parallel", args.parallel)):
         if value is not None and value < 1:
