@@ -224,9 +224,7 @@ class Learner:
         with a single device-to-host copy.
         """
         tb = self.to_tensors(batch)
-        self.online.train()
-        if self.target_net.training:
-            self.target_net.eval()
+        self._train_modes()
         start = time.perf_counter()
         if self._trial is not None:  # measure the modes on copies (`wnrl.autotune.run`)
             best, events = autotune.run(self._trial, self, batch)
@@ -252,9 +250,7 @@ class Learner:
             batches = batches[1:]
         if not self.graphed:
             return done + [self.update(b) for b in batches]
-        self.online.train()
-        if self.target_net.training:
-            self.target_net.eval()
+        self._train_modes()
         period, outs, i = self.cfg.target_update_period, [], 0
         while i < len(batches):
             n = min(len(batches) - i, period - self._num_updates % period,
@@ -268,6 +264,12 @@ class Learner:
         if not outs:
             return done
         return done + [UpdateMetrics.from_row(h) for h in torch.cat(outs).cpu().numpy()]
+
+    def _train_modes(self) -> None:
+        """The online network in training mode (batch statistics), the target in eval."""
+        self.online.train()
+        if self.target_net.training:
+            self.target_net.eval()
 
     def _replay_graph(self, tbs: list[TensorBatch]) -> list[Tensor]:
         """Replay the graph of `len(tbs)` updates (captured now if there is none for these
