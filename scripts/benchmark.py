@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.group_sizes:
         from wnrl.experiments import benchmark_group as bg
 
+        if a.device not in (None, "cpu"):
+            print(f"error: --group-sizes times the CPU study's groups (one torch thread); "
+                  f"--device {a.device} is not measured there: drop it, or use --group K",
+                  file=sys.stderr)
+            return 2
         sizes = list(dict.fromkeys(a.group_sizes))
         gb = bg.GroupBench.quick() if a.quick else bg.GroupBench(rounds=3, minatar_chunk=1_000)
         res = bg.measure_sizes(sizes, a.group_agent, gb)

@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tests.test_replay import _filled
 from wnrl import checkpoint as ckpt
 from wnrl.config import load_config
 from wnrl.logger import RunLogger
@@ -225,3 +227,22 @@ def test_when_both_threads_fail_the_learners_error_is_kept(tmp_path: Path) -> No
     assert any("actor thread failed too: EnvError" in n and "emulator died" in n
                for n in info.value.__notes__)
     assert not ckpt.list_checkpoints(tmp_path / "checkpoints")
+
+
+def test_locked_sample_many_waits_for_the_lock_and_draws_what_the_buffer_draws() -> None:
+    """`LockedReplay.sample_many` holds the lock for the whole run (no add can land
+    between its batches) and returns the wrapped buffer's own draws."""
+    inner, _ = _filled(False, seed=3)
+    twin, _ = _filled(False, seed=3)
+    locked = LockedReplay(inner)
+    out: list = []
+    with locked.lock:
+        thread = threading.Thread(target=lambda: out.append(locked.sample_many(3, 8)))
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive() and not out  # waits while another call holds the lock
+    thread.join(5)
+    assert len(out) == 1 and len(out[0]) == 3
+    for got, want in zip(out[0], twin.sample_many(3, 8), strict=True):
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_array_equal(got.obs, want.obs)

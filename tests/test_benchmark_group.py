@@ -37,7 +37,7 @@ def test_size_sweep_times_each_size_in_the_study_settings() -> None:
     assert "| 3 |" in table and "ln_dqn on minatar/breakout" in table
 
 
-def test_size_sweep_cli_refuses_two_sections(capsys: pytest.CaptureFixture[str]) -> None:
+def _script():
     import importlib.util
     from pathlib import Path
 
@@ -45,5 +45,16 @@ def test_size_sweep_cli_refuses_two_sections(capsys: pytest.CaptureFixture[str])
         "bench_script", Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--group", "2", "--group-sizes", "2", "5"]) == 2
+    return mod
+
+
+def test_size_sweep_cli_refuses_two_sections(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main(["--group", "2", "--group-sizes", "2", "5"]) == 2
     assert "give one" in capsys.readouterr().err
+
+
+def test_size_sweep_cli_refuses_a_device_it_would_not_measure(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main(["--group-sizes", "2", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda" in err

@@ -261,6 +261,11 @@ class ShardedReplay:
                 return writable(batch)
         raise DistributedError("the replay shards hold no sampleable transitions")
 
+    def sample_many(self, n: int, batch_size: int, beta: float = 0.4) -> list[Batch]:
+        """n batches of B: n `sample` calls in a row (Ape-X replay is prioritized, so its
+        learner draws one batch per update)."""
+        return [self.sample(batch_size, beta) for _ in range(n)]
+
     def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
         """Priorities of a batch's rows, each sent to its shard without waiting (at most
         two requests per shard in flight)."""

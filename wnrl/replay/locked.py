@@ -4,7 +4,7 @@ The async training loop (`wnrl.training.async_loop`, `train.mode=async`) runs th
 main thread and the learner in another; both use the one replay. The actor adds rows;
 the learner samples batches and writes priorities back. Each of these calls reads and
 writes the same arrays (frames, flags, sum tree, generator), so they must not interleave:
-`LockedReplay` runs `add`, `sample`, `update_priorities`, `state_dict` and
+`LockedReplay` runs `add`, `sample`, `sample_many`, `update_priorities`, `state_dict` and
 `load_state_dict` under one `threading.Lock`.
 
 What the lock does not cover, by design:
@@ -34,8 +34,9 @@ __all__ = ["LockedReplay"]
 
 
 class LockedReplay:
-    """A replay whose `add`, `sample` and `update_priorities` hold one lock; any other
-    attribute is the wrapped buffer's (used only while the learner is paused)."""
+    """A replay whose `add`, `sample`, `sample_many` and `update_priorities` hold one
+    lock; any other attribute is the wrapped buffer's (used only while the learner is
+    paused)."""
 
     def __init__(self, replay: ReplayBuffer | DeviceReplay) -> None:
         self.inner = replay
@@ -48,6 +49,11 @@ class LockedReplay:
     def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
         with self.lock:
             return self.inner.sample(batch_size, beta=beta)
+
+    def sample_many(self, n: int, batch_size: int, beta: float = 0.4) -> list[Batch]:
+        """n batches of B drawn under one hold of the lock (no add in between)."""
+        with self.lock:
+            return self.inner.sample_many(n, batch_size, beta=beta)
 
     def update_priorities(self, index: np.ndarray, priority: np.ndarray) -> None:
         with self.lock:

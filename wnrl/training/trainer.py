@@ -188,10 +188,8 @@ class Trainer:
         first update that had it."""
         learner, cfg = self.parts.learner, self.cfg
         replay, bs = self.parts.replay, cfg.learner.batch_size
-        # a run (the sync loop, uniform replay: ReplayBuffer or DeviceReplay) is drawn in one
-        # call, which a DeviceReplay serves with one prefix sum; one update, from any replay
-        batches = (replay.sample_many(count, bs, beta=beta) if count > 1
-                   else [replay.sample(bs, beta=beta)])
+        # drawn in one call, which a DeviceReplay serves with one prefix sum
+        batches = replay.sample_many(count, bs, beta=beta)
         warming_up = learner.warming_up
         verb = ("tun" if getattr(learner, "tuning", False)  # measures the auto modes
                 else "compil" if learner.compiled else "captur")  # or a CUDA graph
