@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from wnrl.config import load_config
-from wnrl.experiments.fair import MAIN, FairProtocol, GroupSpec, plan_main, plan_tuning
+from wnrl.experiments.fair import (
+    MAIN,
+    FairProtocol,
+    GroupSpec,
+    cross_rates,
+    plan_cross,
+    plan_main,
+    plan_tuning,
+)
 from wnrl.experiments.ledger import Ledger, RunRecord
 from wnrl.group.members import member_configs
 
@@ -95,9 +103,15 @@ def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> N
     doc = json.loads((tmp_path / "out/fair.json").read_text())
     chosen = doc["tuning"]["chosen"]
     assert set(chosen) == {"dqn", "wn_dqn"}
-    # main runs: 2 seeds at each agent's chosen rate and at the shared rate 2.5e-4
-    want = {(a, s, f"{lr:g}") for a in chosen for lr in {chosen[a], 2.5e-4} for s in (0, 1)}
+    # main runs: 2 seeds at each agent's chosen rate and at the shared rate 2.5e-4, and
+    # the rate check: each at the other's chosen rate (both are first agents)
+    want = {(a, s, f"{lr:g}") for a in chosen for lr in {*chosen.values(), 2.5e-4}
+            for s in (0, 1)}
     assert {(r.agent, r.seed, f"{r.lr:g}") for r in main} == want
+    if chosen["dqn"] != chosen["wn_dqn"]:
+        for lr in chosen.values():
+            check = doc["comparisons"][f"rate check at lr {lr:g}"]
+            assert check["rates"] == {"dqn": lr, "wn_dqn": lr}
     assert all(len(r.eval_returns) == 2 and r.eval_epsilon == 0.001 for r in main)
     for name in ("fair.md", "tuning.png", "profiles.png", "curves_tuned_rates.png",
                  "curves_shared_rate.png"):
@@ -152,3 +166,22 @@ def test_the_cut_trains_the_late_agents_on_three_seeds_only() -> None:
     full = FairProtocol(configs_dir=P.configs_dir, runs_dir=P.runs_dir, late_seeds=None)
     cells = {(s.agent, s.rates[0], s.seeds) for s in plan_main(full, rates, led)}
     assert ("bn_dqn", 2.5e-4, (3, 4)) in cells and ("wn_mobn_dqn", 4e-3, (0, 1, 2, 3, 4)) in cells
+
+
+def test_the_rate_check_runs_each_first_agent_at_the_others_tuned_rates() -> None:
+    """Only rates an agent was not already compared at (its own, the shared one), only the
+    first agents, on the first `cross_seeds` seeds the ledger lacks; None: no check."""
+    chosen = {"dqn": 1e-3, "wn_dqn": 2.5e-4, "ln_dqn": 1e-3, "bn_dqn": 2.5e-4,
+              "wn_mobn_dqn": 4e-3}
+    assert cross_rates(P, chosen) == {"wn_dqn": (1e-3,)}
+    assert cross_rates(P, chosen | {"ln_dqn": 4e-3}) == {
+        "dqn": (4e-3,), "wn_dqn": (1e-3, 4e-3), "ln_dqn": (1e-3,)}
+    led = Ledger(Path("x"), [RunRecord(MAIN, P.games[0], "wn_dqn", 0, 1e-3, P.steps, 1.0, 1.0),
+                             RunRecord(MAIN, P.games[1], "wn_dqn", 0, 4e-3, P.steps, 1.0, 1.0)])
+    specs = plan_cross(P, chosen, led)
+    assert [(s.env_id, s.agent, s.rates, s.seeds) for s in specs] == [
+        (P.games[0], "wn_dqn", (1e-3,), (1, 2)), (P.games[1], "wn_dqn", (1e-3,), (0, 1, 2)),
+        (P.games[2], "wn_dqn", (1e-3,), (0, 1, 2))]
+    assert all(s.dir.name == "lr0.001" and s.total_steps == P.steps for s in specs)
+    off = FairProtocol(configs_dir=P.configs_dir, runs_dir=P.runs_dir, cross_seeds=None)
+    assert cross_rates(off, chosen) == {} and plan_cross(off, chosen, led) == []

@@ -9,7 +9,10 @@ with one update per 4 env steps and a target sync every 1,000 env steps), plus
   across-game IQM of normalized AUC (`wnrl.experiments.fair_report.choose_rates`);
 - **main runs**: `seeds` x games at `steps` env steps for each (agent, rate) asked for
   (its tuned rate, and the shared rate), each ended by an evaluation phase
-  (`eval_episodes` whole games at epsilon 0.001 on the final checkpoint).
+  (`eval_episodes` whole games at epsilon 0.001 on the final checkpoint);
+- **the rate check** (`plan_cross`): each of `first_agents` also at the other first
+  agents' tuned rates, on the first `cross_seeds` seeds, trained after everything else:
+  it tells whether an agent that did not choose a rate copes with it at `steps`.
 
 Training is one group process per (phase, game, agent[, rate]) (`GroupSpec`: the seeds,
 and in tuning the rates, of one agent trained in one process by `wnrl.group`), two at a
@@ -56,6 +59,10 @@ class FairProtocol:
     # `seeds` only, at every rate: their shared-rate cells keep the first study's 3 seeds
     # and their tuned cells get 3; None trains them on every seed
     late_seeds: int | None = 3
+    # the rate check (added before any of its runs, when the tuned comparison turned out
+    # to hinge on `dqn`'s rate at 1M): `first_agents` at each other's tuned rates, on the
+    # first `cross_seeds` of `seeds`; None: no check
+    cross_seeds: int | None = 3
     steps: int = 1_000_000
     overrides: tuple[str, ...] = ("train.updates_per_step=0.25",
                                   "learner.target_update_period=250")
@@ -160,12 +167,37 @@ def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
                 lrs = list(dict.fromkeys(rates.get(agent, ())))
                 if (agent in p.first_agents) == tier and k < len(lrs):
                     order += [(game, agent, lrs[k]) for game in p.games]
+    return _main_groups(p, order, ledger, lambda agent: (
+        p.seeds if agent in p.first_agents or p.late_seeds is None
+        else p.seeds[:p.late_seeds]))
+
+
+def cross_rates(p: FairProtocol, chosen: dict[str, float]) -> dict[str, tuple[float, ...]]:
+    """agent -> the rates the rate check runs it at: the other first agents' tuned rates
+    that are neither its own nor the shared rate (empty when `p.cross_seeds` is None)."""
+    first = [a for a in p.agents if a in p.first_agents and a in chosen]
+    if p.cross_seeds is None:
+        return {}
+    return {a: rates for a in first if (rates := tuple(dict.fromkeys(
+        chosen[b] for b in first if chosen[b] not in (chosen[a], p.shared_rate))))}
+
+
+def plan_cross(p: FairProtocol, chosen: dict[str, float], ledger: Ledger) -> list[GroupSpec]:
+    """The rate check's groups (`cross_rates`) for the first `p.cross_seeds` seeds the
+    ledger lacks: agents outermost, games innermost."""
+    order = [(game, agent, lr) for agent, rates in cross_rates(p, chosen).items()
+             for lr in rates for game in p.games]
+    return _main_groups(p, order, ledger, lambda agent: p.seeds[:p.cross_seeds])
+
+
+def _main_groups(p: FairProtocol, order: Sequence[tuple[str, str, float]], ledger: Ledger,
+                 seeds_of: Callable[[str], Sequence[int]]) -> list[GroupSpec]:
+    """One main-phase group per (game, agent, rate) of `order`, of the seeds in
+    `seeds_of(agent)` the ledger lacks (none: no group)."""
     specs = []
     for game, agent, lr in order:
         have = {r.seed for r in ledger.select(MAIN, game, agent, lr, p.steps)}
-        seeds = (p.seeds if agent in p.first_agents or p.late_seeds is None
-                 else p.seeds[:p.late_seeds])
-        todo = tuple(s for s in seeds if s not in have)
+        todo = tuple(s for s in seeds_of(agent) if s not in have)
         if todo:
             specs.append(GroupSpec(MAIN, agent, game, todo, (lr,), p.steps, p.steps,
                                    p.config(agent, game), p.runs_dir / MAIN / env_tag(game)

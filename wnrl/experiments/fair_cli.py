@@ -12,11 +12,14 @@ from wnrl import atomic
 from wnrl.experiments.fair import (
     FairProtocol,
     Recorder,
+    cross_rates,
     env_steps,
     import_first_study,
+    plan_cross,
     plan_main,
     plan_tuning,
     random_scores,
+    rate_tag,
 )
 from wnrl.experiments.fair_report import (
     choose_rates,
@@ -57,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--late-seeds", type=int, default=None,
                    help="seeds of the agents trained last (bn_dqn, wn_mobn_dqn), the "
                         "pre-registered cut (default 3; --late-seeds 5: all of --seeds)")
+    p.add_argument("--cross-seeds", type=int, default=None,
+                   help="seeds of the rate check (dqn, wn_dqn, ln_dqn each at the others' "
+                        "tuned rates, trained last; default 3; 0: no check)")
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
     return p
@@ -76,6 +82,10 @@ def protocol_of(args: argparse.Namespace) -> FairProtocol:
                        ("parallel", args.parallel)):
         if value is not None and value < 1:
             raise ValueError(f"--{key} must be >= 1")
+    if args.cross_seeds is not None:
+        if args.cross_seeds < 0:
+            raise ValueError("--cross-seeds must be >= 0 (0: no rate check)")
+        given["cross_seeds"] = args.cross_seeds or None
     if "rates" in given and (min(given["rates"]) <= 0 or
                              len(set(given["rates"])) != len(given["rates"])):
         raise ValueError("--rates must be distinct rates > 0")
@@ -91,6 +101,11 @@ def report(ledger: Ledger, p: FairProtocol, out: Path, random: dict[str, float],
         comparisons["tuned rates"] = compare(ledger, p, tuning["chosen"], random, reps=reps)
     comparisons["shared rate"] = compare(ledger, p, {a: p.shared_rate for a in p.agents},
                                          random, reps=reps)
+    checked = sorted({lr for rates in cross_rates(p, tuning["chosen"]).values()
+                      for lr in rates})
+    for lr in checked:  # the rate check: the first agents, all at one rate
+        comparisons[f"rate check at lr {rate_tag(lr)}"] = compare(
+            ledger, p, {a: lr for a in p.agents if a in p.first_agents}, random, reps=reps)
     doc = {"protocol": {k: (str(v) if isinstance(v, Path) else v)
                         for k, v in vars(p).items()},
            "random_score": random, "tuning": tuning, "comparisons": comparisons}
@@ -136,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = tuning["chosen"]
         rates = {a: (chosen[a], p.shared_rate) if a in chosen else (p.shared_rate,)
                  for a in p.agents}
-        rec.record(plan_main(p, rates, ledger))  # finished runs not yet in the ledger
-        main_specs = plan_main(p, rates, ledger)
+        rec.record(plan_main(p, rates, ledger) + plan_cross(p, chosen, ledger))  # not yet in
+        main_specs = plan_main(p, rates, ledger) + plan_cross(p, chosen, ledger)  # the ledger
         if args.plan:
             for s in main_specs:
                 print(f"  {s.label}: seeds {list(s.seeds)}")
