@@ -258,20 +258,32 @@ def test_compiled_update_matches_eager(norm: str) -> None:
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("obs_shape", [(6,), (4, 84, 84)], ids=["mlp", "nature_cnn"])
 def test_bf16_update_is_finite_and_close_to_fp32(norm: str, obs_shape: tuple[int, ...]) -> None:
-    """A few bf16 updates: finite, losses within 5% of fp32's, the same Q-values after them
-    (within 5% of their scale: Adam's per-element steps make raw weight deltas a poor
-    yardstick), and every parameter and buffer still fp32."""
+    """A few bf16 updates: finite, every parameter and buffer still fp32, and the same
+    learning as fp32's: the first loss (the same weights, only the forward's precision)
+    within 1%, the later ones within 10%, and the change the updates make to the
+    Q-values within 10% of fp32's change.
+
+    The yardstick is the change, not the Q-values' scale: from a fresh net the updates
+    move Q by about its whole scale, and bf16's 8-bit mantissa flips the sign of Adam's
+    per-element steps where a gradient is tiny, so bf16 lands 0.4-5.4% of that move away
+    from fp32 (measured on an avx512_bf16 EPYC; the old bound, 5% of the Q scale, failed
+    there for the Nature CNN with LayerNorm, at 5.6%). A skipped or doubled
+    update, or a wrong learning rate, is off by a quarter of the move or more (a skipped
+    third update: 0.27-0.72 of it, by norm and network)."""
+    _, fresh = _run_updates(norm, obs_shape, steps=0)
     fp32_loss, fp32 = _run_updates(norm, obs_shape)
     bf16_loss, bf16 = _run_updates(norm, obs_shape, precision="bf16")
     assert np.isfinite(bf16_loss).all()
-    np.testing.assert_allclose(bf16_loss, fp32_loss, rtol=0.05, atol=1e-3)
+    np.testing.assert_allclose(bf16_loss[0], fp32_loss[0], rtol=0.01, atol=1e-4)
+    np.testing.assert_allclose(bf16_loss, fp32_loss, rtol=0.1, atol=1e-3)
     for k, w in _weights(fp32).items():
         assert _weights(bf16)[k].dtype == w.dtype, k
     probe = torch.as_tensor(make_batch(32, seed=99, obs_shape=obs_shape, num_actions=3).obs)
     with torch.no_grad():
-        q32, q16 = fp32.online.eval()(probe), bf16.online.eval()(probe)
+        q0, q32, q16 = (m.online.eval()(probe) for m in (fresh, fp32, bf16))
     assert torch.isfinite(q16).all()
-    assert (q16 - q32).abs().max() <= 0.05 * q32.abs().max() + 1e-3
+    move32, move16 = q32 - q0, q16 - q0
+    assert (move16 - move32).abs().max() <= 0.1 * move32.abs().max() + 1e-4
 
 
 def test_bf16_keeps_optimizer_state_loss_and_wn_norm_in_fp32() -> None:
