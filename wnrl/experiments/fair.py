@@ -175,9 +175,9 @@ def plan_main(p: FairProtocol, rates: dict[str, Sequence[float]],
 def cross_rates(p: FairProtocol, chosen: dict[str, float]) -> dict[str, tuple[float, ...]]:
     """agent -> the rates the rate check runs it at: the other first agents' tuned rates
     that are neither its own nor the shared rate (empty when `p.cross_seeds` is None)."""
-    first = [a for a in p.agents if a in p.first_agents and a in chosen]
     if p.cross_seeds is None:
         return {}
+    first = [a for a in p.agents if a in p.first_agents and a in chosen]
     return {a: rates for a in first if (rates := tuple(dict.fromkeys(
         chosen[b] for b in first if chosen[b] not in (chosen[a], p.shared_rate))))}
 

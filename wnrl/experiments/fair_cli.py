@@ -151,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         chosen = tuning["chosen"]
         rates = {a: (chosen[a], p.shared_rate) if a in chosen else (p.shared_rate,)
                  for a in p.agents}
-        rec.record(plan_main(p, rates, ledger) + plan_cross(p, chosen, ledger))  # not yet in
-        main_specs = plan_main(p, rates, ledger) + plan_cross(p, chosen, ledger)  # the ledger
+        def plan() -> list:
+            return plan_main(p, rates, ledger) + plan_cross(p, chosen, ledger)
+
+        rec.record(plan())  # finished runs not yet in the ledger
+        main_specs = plan()
         if args.plan:
             for s in main_specs:
                 print(f"  {s.label}: seeds {list(s.seeds)}")
