@@ -141,8 +141,23 @@ def test_end_to_end_then_report_again_from_the_ledger_alone(tmp_path: Path) -> N
     assert json.loads((tmp_path / "out/fair.json").read_text()) == doc
 
 
+def test_groups_trains_only_the_first_groups_of_the_plan(tmp_path: Path) -> None:
+    """`--groups 1` trains the plan's first group and records it; the next call's plan
+    starts at the group after it."""
+    first = run_cli(*TINY, "--phase", "tune", "--groups", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = (tmp_path / "out/runs.jsonl").read_text().splitlines()
+    recs = [RunRecord.from_dict(json.loads(line)) for line in lines]
+    assert {(r.phase, r.agent) for r in recs} == {("tune", "dqn")} and len(recs) == 2
+    assert sorted(p.name for p in (tmp_path / "runs/tune").glob("*/*") if p.is_dir()) == [
+        "dqn_s100_lr0.001", "dqn_s100_lr0.004"]
+    plan = run_cli(*TINY, "--plan", cwd=tmp_path)
+    assert "tuning: 1 groups, 3,000 env steps left" in plan.stdout
+
+
 @pytest.mark.parametrize("bad, says", [(["--tune-steps", "0"], "--tune-steps must be >= 1"),
-                                       (["--rates", "1e-3", "1e-3"], "--rates must be distinct")])
+                                       (["--rates", "1e-3", "1e-3"], "--rates must be distinct"),
+                                       (["--groups", "0"], "--groups must be >= 1")])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, bad: list[str], says: str) -> None:
     res = run_cli(*TINY, *bad, cwd=tmp_path)
     assert res.returncode == 2 and says in res.stderr and len(res.stderr.splitlines()) == 1

@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="the first study's results (its runs count as seeds 0-2 at the "
                         "shared rate); '' to leave them out")
     p.add_argument("--parallel", type=int, default=2, help="group processes at a time")
+    p.add_argument("--groups", type=int, default=None,
+                   help="train at most the first N groups of each phase's plan, then "
+                        "report (for a session that must finish what it starts: run "
+                        "directories do not outlive it; default: every group)")
     p.add_argument("--nice", type=int, default=10)
     p.add_argument("--games", nargs="+", default=None)
     p.add_argument("--agents", nargs="+", default=None)
@@ -79,7 +83,7 @@ def protocol_of(args: argparse.Namespace) -> FairProtocol:
     for key, value in (("tune-steps", args.tune_steps), ("steps", args.steps),
                        ("late-seeds", args.late_seeds),
                        ("eval-episodes", args.eval_episodes), ("seeds", args.seeds),
-                       ("parallel", args.parallel)):
+                       ("parallel", args.parallel), ("groups", args.groups)):
         if value is not None and value < 1:
             raise ValueError(f"--{key} must be >= 1")
     if args.cross_seeds is not None:
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         from wnrl.experiments.study import train_runs
 
         if args.train and args.phase in ("tune", "all") and not args.plan:
-            failed = train_runs(tune_specs, args.parallel, args.nice,
+            failed = train_runs(tune_specs[:args.groups], args.parallel, args.nice,
                                 on_done=lambda s: rec.record([s]))
             if failed:
                 print(f"{len(failed)} tuning group(s) failed; see their logs", file=sys.stderr)
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"main: {len(main_specs)} groups, {env_steps(main_specs):,} env steps left")
             return 0
         if args.train and args.phase in ("main", "all"):
-            failed = train_runs(main_specs, args.parallel, args.nice,
+            failed = train_runs(main_specs[:args.groups], args.parallel, args.nice,
                                 on_done=lambda s: rec.record([s]))
             if failed:
                 print(f"{len(failed)} main group(s) failed; see their logs", file=sys.stderr)
