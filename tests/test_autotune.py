@@ -131,6 +131,23 @@ def test_a_second_run_reads_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [1, 1, 1]
 
 
+def test_learners_built_before_the_first_trial_take_its_choice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two learners of one key built before either updates (a benchmark's bound and its
+    end-to-end run): the first to update measures, the other takes that choice instead of
+    measuring again, so both run one mode and the cache keeps the first measurement."""
+    calls = fake_ms(monkeypatch, {"eager fp32": 30.0, "eager bf16": 20.0})
+    first, second = learner(), learner()
+    assert first.tuning and second.tuning
+    first.update(batch(0))
+    fake_ms(monkeypatch, {"eager fp32": 10.0, "eager bf16": 20.0})  # would pick fp32
+    second.update(batch(0))
+    assert calls == [1] and first.mode == second.mode == "eager bf16"
+    events = second.pop_events()
+    assert len(events) == 1 and "eager bf16, measured meanwhile by another learner" in events[0]
+    assert not learner().tuning and learner().mode == "eager bf16"
+
+
 def test_a_corrupt_cache_is_ignored_in_one_line_and_rewritten(
         monkeypatch: pytest.MonkeyPatch, tune_on: Path) -> None:
     tune_on.parent.mkdir(parents=True)

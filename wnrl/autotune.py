@@ -10,7 +10,9 @@ trial), `WARMUP` updates each (the first compiles), then `ROUNDS` rounds of one 
 update per mode, interleaved so that the machine's drift hits every mode alike; the
 median wins. The choice is cached (`ModeCache`) per machine (CPU model and flags, or GPU
 name), torch version and threads, network (architecture and shapes), batch size and
-learner settings that change the update's cost, so later runs skip the trial.
+learner settings that change the update's cost, so later runs skip the trial, and a
+learner built before the first measurement takes its choice at its first update (one
+mode per key, even for two learners of one process).
 
 The cache lives in `$WNRL_CACHE_DIR`, else `$XDG_CACHE_HOME/wnrl`, else `~/.cache/wnrl`:
 
@@ -250,7 +252,17 @@ def run(plan_: Trial, learner: Any, batch: Any) -> tuple[Mode, list[str]]:
     """Run `plan_` for `learner` (a `wnrl.learner.Learner`) on its first `batch`: each mode
     on a copy built from the learner's state (`copy.deepcopy`: the learner itself is not
     touched), the global random states (torch, random, NumPy) put back after. Caches the
-    fastest; returns it and the lines for the log."""
+    fastest; returns it and the lines for the log. If the choice was cached after
+    `plan` (another learner of the same key measured first, in this process or another),
+    that choice is taken and nothing is measured, so every learner of one key runs one
+    mode."""
+    cache = ModeCache()
+    entry = cache.get(plan_.key, plan_.modes)
+    if entry is not None:
+        mode = next(m for m in plan_.modes if m.name == entry["mode"])
+        return mode, cache.notes + [
+            f"auto modes: {mode.name}, measured meanwhile by another learner "
+            f"({describe(entry['ms'])} per update; cached in {cache.path})"]
     start, rng = time.perf_counter(), (torch.get_rng_state(), random.getstate(),
                                        np.random.get_state())
     state = copy.deepcopy(learner.state_dict())
@@ -267,7 +279,6 @@ def run(plan_: Trial, learner: Any, batch: Any) -> tuple[Mode, list[str]]:
     random.setstate(rng[1])
     np.random.set_state(rng[2])
     best = min(plan_.modes, key=lambda m: ms[m.name])
-    cache = ModeCache()
     cache.put(plan_.key, {"mode": best.name, "ms": ms, "what": plan_.what})
     return best, cache.notes + [
         f"auto modes measured: {describe(ms)} per update; {best.name} chosen (trial "
