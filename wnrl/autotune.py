@@ -197,12 +197,14 @@ class ModeCache:
                               "ignored, it will be rewritten")
             return {}
 
-    def get(self, key: str, modes: Sequence[Mode]) -> dict[str, Any] | None:
-        """The entry of `key` if it names one of `modes`, else None."""
+    def choice(self, key: str, modes: Sequence[Mode]) -> tuple[Mode, dict[str, Any]] | None:
+        """The cached choice of `key` (the mode, its entry) if it names one of `modes`,
+        else None."""
         entry = self.entries().get(key)
-        if not isinstance(entry, dict) or entry.get("mode") not in [m.name for m in modes]:
+        if not isinstance(entry, dict):
             return None
-        return entry
+        mode = next((m for m in modes if m.name == entry.get("mode")), None)
+        return None if mode is None else (mode, entry)
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         entries = self.entries()
@@ -239,10 +241,10 @@ def plan(cfg: LearnerConfig, device: torch.device,
         return fixed_mode(cfg, device), None, []
     key, what = cache_key(device, network, cfg, modes)
     cache = ModeCache()
-    entry = cache.get(key, modes)
-    if entry is None:
+    cached = cache.choice(key, modes)
+    if cached is None:
         return fixed_mode(cfg, device), Trial(tuple(modes), key, what), cache.notes
-    mode = next(m for m in modes if m.name == entry["mode"])
+    mode, entry = cached
     return mode, None, cache.notes + [
         f"auto modes: {mode.name}, the fastest here when measured ({describe(entry['ms'])} "
         f"per update; cached in {cache.path}, clear with python -m wnrl.autotune --clear)"]
@@ -257,9 +259,8 @@ def run(plan_: Trial, learner: Any, batch: Any) -> tuple[Mode, list[str]]:
     that choice is taken and nothing is measured, so every learner of one key runs one
     mode."""
     cache = ModeCache()
-    entry = cache.get(plan_.key, plan_.modes)
-    if entry is not None:
-        mode = next(m for m in plan_.modes if m.name == entry["mode"])
+    if (cached := cache.choice(plan_.key, plan_.modes)) is not None:
+        mode, entry = cached
         return mode, cache.notes + [
             f"auto modes: {mode.name}, measured meanwhile by another learner "
             f"({describe(entry['ms'])} per update; cached in {cache.path})"]
