@@ -29,6 +29,7 @@ env steps per member); the figure is each size's median aggregate env steps/s.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import statistics
@@ -75,6 +76,12 @@ class GroupBench:
 
 
 def _rss_mib() -> float:
+    """Resident memory of this process, MiB, after a full garbage collection.
+
+    Collecting first frees what earlier work left for the cycle collector, so that it is
+    not freed (and the RSS does not shrink) in the middle of a difference of two reads.
+    """
+    gc.collect()
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
