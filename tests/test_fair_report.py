@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from wnrl.experiments.fair import FairProtocol
-from wnrl.experiments.fair_report import choose_rates, compare, performance_profile
+from wnrl.experiments.fair_report import (
+    choose_rates,
+    compare,
+    comparison_markdown,
+    performance_profile,
+)
 from wnrl.experiments.ledger import Ledger, RunRecord
 
 GAMES = ("g/a", "g/b")
@@ -75,6 +80,27 @@ def test_compare_normalizers_improvement_and_incomplete_agents() -> None:
     assert out["noise"]["wn_dqn"] == {"runs": 6, "q_std_rel": pytest.approx(0.1),
                                       "train_eval_gap": None}
     assert out["noise"]["dqn"] == {"runs": 0}
+
+
+def test_evaluation_iqm_counts_only_evaluated_runs_of_agents_evaluated_on_every_game() -> None:
+    led = main_ledger()
+    for seed in P.seeds:  # ln_dqn on both games, evaluated on neither: no eval IQM for it
+        led.add(RunRecord("main", "g/b", "ln_dqn", seed, 1e-3, 1000, RANDOM["g/b"] + 3.0,
+                          RANDOM["g/b"] + 1))
+    for seed in (1, 2):  # dqn evaluated in seed 0 of each game only
+        for g in GAMES:
+            led.add(RunRecord("main", g, "dqn", seed, 1e-3, 1000, RANDOM[g] + 4 + seed,
+                              RANDOM[g] + 2))  # replaces the evaluated record
+    out = compare(led, P, {"dqn": 1e-3, "wn_dqn": 1e-2, "ln_dqn": 1e-3}, RANDOM, reps=100)
+    assert out["incomplete"] == [] and out["runs"]["g/b"]["ln_dqn"] == 3
+    ev = out["normalizers"]["dqn mean"]["eval"]
+    assert set(ev) == {"dqn", "wn_dqn"}
+    assert ev["dqn"]["runs"] == 2 and ev["wn_dqn"]["runs"] == 6
+    assert ev["dqn"]["iqm"] == pytest.approx(4 / 5)  # (random + 4 - random) / 5 on both games
+    table = comparison_markdown(out, "t")
+    assert "n=2 |" in table and "n=6 |" in table
+    (ln_row,) = [line for line in table.splitlines() if line.startswith("| `ln_dqn` | 0.001")]
+    assert ln_row.endswith("| n/a |")
 
 
 def test_performance_profile_is_a_decreasing_fraction() -> None:

@@ -3,9 +3,10 @@
 - `choose_rates`: per agent and rate, the across-game IQM of normalized AUC over the
   tuning runs (stratified-bootstrap 95% interval); the chosen rate maximizes it.
 - `compare`: the main runs of each agent at one rate per agent (its tuned rate, or the
-  shared rate): IQM of normalized final return, AUC and evaluation-phase return under two
-  normalizers, P(X > wn_dqn) for every other agent, performance profiles and per-game
-  means. Normalizers, per game, with `random` the uniformly random policy's mean return:
+  shared rate): IQM of normalized final return, AUC and evaluation-phase return (over the
+  agents with an evaluated run on every game, and only those runs) under two normalizers,
+  P(X > wn_dqn) for every other agent, performance profiles and per-game means.
+  Normalizers, per game, with `random` the uniformly random policy's mean return:
     best run   (x - random) / (best final return of any main run on the game - random)
     dqn mean   (x - random) / (mean final return of `dqn` at the shared rate - random)
   P(X > Y) compares raw returns within a game, so it does not depend on the normalizer.
@@ -105,13 +106,15 @@ def compare(ledger: Ledger, p: FairProtocol, rates: dict[str, float],
     dqn = {g: ledger.select(MAIN, g, "dqn", p.shared_rate, p.steps) for g in p.games}
     if all(dqn.values()):
         highs["dqn mean"] = {g: float(np.mean([r.final for r in dqn[g]])) for g in p.games}
+    evaluated = [a for a in agents if all(len(ev[g][a]) for g in p.games)]
     out["normalizers"] = {}
     for name, high in highs.items():
         entry: dict[str, Any] = {"high": high, "final": stratified_iqm(
             normalize(final, random, high), reps), "auc": stratified_iqm(
             normalize(auc, random, high), reps)}
-        if all(len(ev[g][a]) for g in p.games for a in agents):
-            entry["eval"] = stratified_iqm(normalize(ev, random, high), reps)
+        if evaluated:  # over the runs that have an evaluation phase
+            entry["eval"] = stratified_iqm(normalize(
+                {g: {a: ev[g][a] for a in evaluated} for g in p.games}, random, high), reps)
         out["normalizers"][name] = entry
     out["profiles"] = {a: performance_profile(normalize(final, random, highs["best run"]), a,
                                               reps) for a in agents}
@@ -146,6 +149,11 @@ def _iv(est: dict[str, Any], fmt: str = ".2f") -> str:
     return f"{est['iqm']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def _eval_cell(est: dict[str, Any] | None) -> str:
+    """An evaluation IQM with its number of runs (not every run has an evaluation phase)."""
+    return "n/a" if est is None else f"{_iv(est)}, n={est['runs']}"
+
+
 def tuning_markdown(tuning: dict[str, Any], rates: Sequence[float]) -> str:
     head = "| agent | " + " | ".join(f"lr {rate_tag(r)}" for r in rates) + " | chosen |"
     rows = [head, "|---" * (len(rates) + 2) + "|"]
@@ -178,7 +186,7 @@ def comparison_markdown(cmp: dict[str, Any], title: str) -> str:
         for n in names:
             e = cmp["normalizers"][n]
             row += [_iv(e["final"][a]), _iv(e["auc"][a]),
-                    _iv(e["eval"][a]) if "eval" in e else "n/a"]
+                    _eval_cell(e.get("eval", {}).get(a))]
         lines.append("| " + " | ".join(row) + " |")
     if "improvement" in cmp:
         lines += ["", "| X | P(X > wn_dqn), final [95% CI] | P, AUC | per game (final) |",
