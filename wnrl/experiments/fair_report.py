@@ -107,14 +107,14 @@ def compare(ledger: Ledger, p: FairProtocol, rates: dict[str, float],
     if all(dqn.values()):
         highs["dqn mean"] = {g: float(np.mean([r.final for r in dqn[g]])) for g in p.games}
     evaluated = [a for a in agents if all(len(ev[g][a]) for g in p.games)]
+    ev_iqm = {g: {a: ev[g][a] for a in evaluated} for g in p.games}  # eval IQM's scores
     out["normalizers"] = {}
     for name, high in highs.items():
         entry: dict[str, Any] = {"high": high, "final": stratified_iqm(
             normalize(final, random, high), reps), "auc": stratified_iqm(
             normalize(auc, random, high), reps)}
-        if evaluated:  # over the runs that have an evaluation phase
-            entry["eval"] = stratified_iqm(normalize(
-                {g: {a: ev[g][a] for a in evaluated} for g in p.games}, random, high), reps)
+        if evaluated:
+            entry["eval"] = stratified_iqm(normalize(ev_iqm, random, high), reps)
         out["normalizers"][name] = entry
     out["profiles"] = {a: performance_profile(normalize(final, random, highs["best run"]), a,
                                               reps) for a in agents}
